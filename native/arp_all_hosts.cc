@@ -1,0 +1,81 @@
+// arpAllHosts: a unicast ARP reply (IPv4) or neighbour advertisement (IPv6)
+// claiming `address` to every neighbour the kernel knows on the link. Reaches
+// hosts and switches that ignore broadcast gratuitous ARP.
+#include <linux/neighbour.h>
+
+#include <string>
+#include <vector>
+
+#include "args.h"
+#include "arp.h"
+#include "link.h"
+#include "ndisc.h"
+#include "neigh.h"
+#include "operations.h"
+#include "packet_socket.h"
+#include "worker.h"
+
+namespace {
+
+bool Usable(const NeighbourEntry& entry) {
+  if (!entry.hasMac) return false;
+  if (entry.state & (NUD_NOARP | NUD_FAILED | NUD_INCOMPLETE)) return false;
+  if (entry.address.family == AF_INET6 && entry.address.bytes[0] == 0xff) return false;  // multicast
+  return true;
+}
+
+class ArpAllHostsWorker : public PromiseWorker {
+ public:
+  ArpAllHostsWorker(Napi::Env env, std::string ifname, IpAddress address)
+      : PromiseWorker(env, "mta_vip.arpAllHosts"), ifname_(std::move(ifname)), address_(address) {}
+
+ protected:
+  void Run() override {
+    const char* action = "sending ARP/NA to neighbours";
+    LinkInfo link = ResolveLink(ifname_, action);
+    std::vector<NeighbourEntry> neighbours = DumpNeighbours(link.index, action);
+    PacketSocket socket(link.index, 0, action);
+    for (const NeighbourEntry& neighbour : neighbours) {
+      if (!Usable(neighbour) || neighbour.address.family != address_.family) continue;
+      if (neighbour.address == address_) continue;
+      uint8_t frame[kNdiscFrameMax > kArpFrameSize ? kNdiscFrameMax : kArpFrameSize];
+      size_t length;
+      if (address_.family == AF_INET) {
+        ArpFrame arp = {};
+        std::memcpy(arp.destination, neighbour.mac, 6);
+        arp.operation = kArpReply;
+        std::memcpy(arp.senderMac, link.mac, 6);
+        std::memcpy(arp.senderIp, address_.bytes, 4);
+        std::memcpy(arp.targetMac, neighbour.mac, 6);
+        std::memcpy(arp.targetIp, neighbour.address.bytes, 4);
+        BuildArp(arp, frame);
+        length = kArpFrameSize;
+      } else {
+        length = BuildAdvertisement(frame, neighbour.mac, link.mac, address_.bytes,
+                                    neighbour.address.bytes, address_.bytes);
+      }
+      socket.Send(frame, length, action);
+      sent_++;
+    }
+  }
+
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("sent", static_cast<double>(sent_));
+    return result;
+  }
+
+ private:
+  std::string ifname_;
+  IpAddress address_;
+  uint64_t sent_ = 0;
+};
+
+}  // namespace
+
+// arpAllHosts(ifname, address) -> Promise<{sent}>
+Napi::Value ArpAllHosts(const Napi::CallbackInfo& info) {
+  std::string ifname = StringArg(info, 0, "ifname");
+  IpAddress address = AddressArg(info, 1, "address");
+  return (new ArpAllHostsWorker(info.Env(), ifname, address))->Start();
+}
