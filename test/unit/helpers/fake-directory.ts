@@ -1,7 +1,9 @@
-// A BindingDirectory with in-memory state that tests flip by hand: the test double
-// of the cluster runtime (smtp-server, nodemailer and sockets stay real).
+// Test helpers of the mta tests: a BindingDirectory with in-memory state that
+// tests flip by hand (the test double of the cluster runtime; smtp-server,
+// nodemailer and sockets stay real), and a real SMTP sink.
 
 import { EventEmitter } from 'node:events';
+import { SMTPServer } from 'smtp-server';
 import type { BindingDirectory, BindingInfo, BindingListener } from '../../../lib/mta/types';
 
 export class FakeDirectory implements BindingDirectory {
@@ -73,4 +75,94 @@ export class FakeDirectory implements BindingDirectory {
     const { local: _local, name: _name, ...rest } = current;
     return this.set(name, { ...rest, state: 'broken' });
   }
+}
+
+// ---------------------------------------------------------------------------
+// A real SMTP sink for the mta tests: records every message with the address it
+// came from. `hold()` makes the next DATA replies wait until released, so a test
+// can act while a send is in flight.
+
+
+export interface SinkMessage {
+  remoteAddress: string;
+  ehlo: string;
+  from: string;
+  to: string[];
+  raw: Buffer;
+}
+
+export interface Sink {
+  host: string;
+  port: number;
+  messages: SinkMessage[];
+  /** Connections seen, by source address. */
+  connections: string[];
+  /** Until release() is called, DATA replies wait; resolves `started` when one DATA began. */
+  hold(): { started: Promise<void>; release(): void };
+  close(): Promise<void>;
+}
+
+export async function startSink(host: string): Promise<Sink> {
+  const messages: SinkMessage[] = [];
+  const connections: string[] = [];
+  let gate: { release: Promise<void>; onStart: () => void } | null = null;
+  const server = new SMTPServer({
+    logger: false,
+    disableReverseLookup: true,
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    closeTimeout: 1000,
+    onConnect(session, callback) {
+      connections.push(session.remoteAddress);
+      callback();
+    },
+    onData(stream, session, callback) {
+      const current = gate;
+      current?.onStart();
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('end', () => {
+        const finish = (): void => {
+          messages.push({
+            remoteAddress: session.remoteAddress,
+            ehlo: session.hostNameAppearsAs,
+            from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+            to: session.envelope.rcptTo.map((r) => r.address),
+            raw: Buffer.concat(chunks),
+          });
+          callback();
+        };
+        if (current) void current.release.then(finish);
+        else finish();
+      });
+    },
+  });
+  server.on('error', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', reject);
+    server.listen(0, host, () => resolve());
+  });
+  const address = server.server.address();
+  if (!address || typeof address !== 'object') throw new Error('sink has no address');
+  return {
+    host,
+    port: address.port,
+    messages,
+    connections,
+    hold() {
+      let release!: () => void;
+      let onStart!: () => void;
+      const started = new Promise<void>((resolve) => (onStart = resolve));
+      const released = new Promise<void>((resolve) => (release = resolve));
+      gate = { release: released, onStart };
+      return {
+        started,
+        release: () => {
+          gate = null;
+          release();
+        },
+      };
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
