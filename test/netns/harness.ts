@@ -79,6 +79,12 @@ export interface Neighbour {
   mac: string | null;
   /** The kernel's NUD state(s): 'REACHABLE', 'STALE', 'DELAY', 'PROBE', 'FAILED', 'INCOMPLETE', 'PERMANENT', 'NOARP' (comma-joined if several). */
   state: string;
+  /**
+   * Whole seconds since the kernel last changed the entry. Matters for IPv4: within `locktime`
+   * (1 s by default) of an update, the kernel ignores an ARP reply announcing a different MAC
+   * unless it is gratuitous.
+   */
+  updatedSeconds: number | null;
 }
 
 export interface LabAddress {
@@ -246,11 +252,16 @@ export class Lab {
     );
   }
 
-  /** The host's neighbour table on eth0, IPv4 and IPv6 (`ip -j neigh show dev eth0`). */
+  /** The host's neighbour table on eth0, IPv4 and IPv6 (`ip -s -j neigh show dev eth0`). */
   async neighbours(host: string): Promise<Neighbour[]> {
-    const { stdout } = await run(['ip', '-n', this.host(host).ns, '-j', 'neigh', 'show', 'dev', 'eth0']);
-    const entries = JSON.parse(stdout || '[]') as Array<{ dst: string; lladdr?: string; state?: string[] }>;
-    return entries.map((entry) => ({ address: entry.dst, mac: entry.lladdr?.toLowerCase() ?? null, state: (entry.state ?? []).join(',') }));
+    const { stdout } = await run(['ip', '-n', this.host(host).ns, '-s', '-j', 'neigh', 'show', 'dev', 'eth0']);
+    const entries = JSON.parse(stdout || '[]') as Array<{ dst: string; lladdr?: string; state?: string[]; updated?: number }>;
+    return entries.map((entry) => ({
+      address: entry.dst,
+      mac: entry.lladdr?.toLowerCase() ?? null,
+      state: (entry.state ?? []).join(','),
+      updatedSeconds: entry.updated ?? null,
+    }));
   }
 
   /** The MAC the host currently resolves `address` to, or null when it has no usable entry (none, INCOMPLETE or FAILED). */

@@ -38,11 +38,14 @@ export class Capture {
   }
 
   /**
-   * Starts `tcpdump -l -n -e --immediate-mode -i <ifname> <filter>` in namespace `ns` and resolves
-   * once tcpdump says it is listening, so packets sent after this resolves are seen.
+   * Starts `tcpdump -l -n -e --immediate-mode -s 2048 -B 16384 -i <ifname> <filter>` in namespace
+   * `ns` and resolves once tcpdump says it is listening, so packets sent after this resolves are seen.
+   * The snap length and buffer matter for bursts: with tcpdump's defaults (262144-byte snap length,
+   * 2 MiB buffer in immediate mode) the ring holds about 8 frames, and a burst of 1,000 ARPs was
+   * captured as 184 although all 1,000 arrived (interface counters).
    */
   static async start(ns: string, ifname: string, filter: string): Promise<Capture> {
-    const argv = ['netns', 'exec', ns, 'tcpdump', '-l', '-n', '-e', '--immediate-mode', '-i', ifname, ...splitFilter(filter)];
+    const argv = ['netns', 'exec', ns, 'tcpdump', '-l', '-n', '-e', '--immediate-mode', '-s', '2048', '-B', '16384', '-i', ifname, ...splitFilter(filter)];
     const child = spawn('ip', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     const capture = new Capture(child, `tcpdump in ${ns} (${filter})`);
     try {
@@ -81,6 +84,12 @@ export class Capture {
       },
       { timeoutMs, intervalMs: 20, what: `${count} packets matching ${pattern} in ${this.description} (have ${this.matching(pattern).length})` },
     );
+  }
+
+  /** Packets tcpdump lost because it read too slowly ("N packets dropped by kernel"), known once stopped. */
+  get droppedByKernel(): number | null {
+    const match = /(\d+) packets? dropped by kernel/.exec(this.stderr);
+    return match ? Number(match[1]) : null;
   }
 
   /** Stops tcpdump and resolves with every captured line. Idempotent. */

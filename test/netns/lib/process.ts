@@ -31,7 +31,7 @@ export class LabProcess {
   /** Resolves when the process has exited. */
   readonly exited: Promise<ProcessExit>;
   private readonly waiters = new Set<Waiter>();
-  private readonly listeners = new Set<(message: unknown) => void>();
+  private readonly listeners = new Set<(message: unknown) => boolean | void>();
 
   constructor(child: ChildProcess, readonly description: string) {
     this.child = child;
@@ -70,10 +70,11 @@ export class LabProcess {
   }
 
   /**
-   * Calls `listener` for every message from now on, besides queueing it (for streams of events the
-   * test does not want to take one by one). Returns a function that removes the listener.
+   * Calls `listener` for every message from now on (for streams of events the test does not want
+   * to take one by one). A listener returning true has consumed the message: it is not queued for
+   * nextMessage(). Returns a function that removes the listener.
    */
-  onMessage(listener: (message: unknown) => void): () => void {
+  onMessage(listener: (message: unknown) => boolean | void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -138,7 +139,9 @@ export class LabProcess {
   }
 
   private deliver(message: unknown): void {
-    for (const listener of this.listeners) listener(message);
+    let consumed = false;
+    for (const listener of this.listeners) if (listener(message) === true) consumed = true;
+    if (consumed) return;
     for (const waiter of this.waiters) {
       if (waiter.predicate(message)) {
         waiter.resolve(message);
