@@ -89,10 +89,10 @@ export async function removeAddress(ifname: string, cidr: string): Promise<void>
  * families allowed. `count` rounds `intervalMs` apart, all addresses per round,
  * one socket. Resolves with the number of frames sent. Needs CAP_NET_RAW.
  */
-export async function announce(ifname: string, addresses: string[], options: AnnounceOptions = {}): Promise<{ sent: number }> {
+export async function announce(ifname: string, addresses: string[], options?: AnnounceOptions | null): Promise<{ sent: number }> {
   checkIfname('announce', ifname);
   const parsed = parseAddressList('announce', 'addresses', addresses, MAX_ADDRESSES);
-  checkOptions('announce', options);
+  options = checkOptions('announce', options);
   const count = integerOption('announce', 'options.count', options.count, 3, 1, MAX_COUNT);
   const intervalMs = integerOption('announce', 'options.intervalMs', options.intervalMs, 20, 0, MAX_INTERVAL_MS);
   const mode = options.mode ?? 'request';
@@ -124,10 +124,10 @@ export async function arpAllHosts(ifname: string, address: string): Promise<{ se
  * answers (or probes for the same address), or null after `timeoutMs`
  * (default 20). Needs CAP_NET_RAW.
  */
-export async function probe(ifname: string, address: string, options: { timeoutMs?: number } = {}): Promise<string | null> {
+export async function probe(ifname: string, address: string, options?: { timeoutMs?: number } | null): Promise<string | null> {
   checkIfname('probe', ifname);
   const parsed = parseAddress('probe', 'address', address);
-  checkOptions('probe', options);
+  options = checkOptions('probe', options);
   const timeoutMs = integerOption('probe', 'options.timeoutMs', options.timeoutMs, 20, 0, MAX_TIMEOUT_MS);
   const addon = requireInterface('probe', ifname);
   return wrapNative('probe', ifname, () => addon.probe(ifname, parsed.address, timeoutMs));
@@ -213,10 +213,11 @@ function checkIfname(fn: string, ifname: unknown): asserts ifname is string {
   }
 }
 
-function checkOptions(fn: string, options: unknown): void {
-  if (options === null || typeof options !== 'object') {
-    throw new TypeError(`${fn}: options must be an object`);
-  }
+/** undefined and null (what JSON makes of a missing argument) mean "all defaults". */
+function checkOptions<T extends object>(fn: string, options: T | null | undefined): T | Record<string, never> {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object') throw new TypeError(`${fn}: options must be an object, got ${typeof options}`);
+  return options;
 }
 
 function checkCallback(fn: string, arg: string, callback: unknown): void {
