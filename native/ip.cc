@@ -35,3 +35,14 @@ std::string FormatMac(const uint8_t* mac) {
                 mac[2], mac[3], mac[4], mac[5]);
   return text;
 }
+
+bool ParseMac(const std::string& text, uint8_t* out) {
+  unsigned value[6];
+  char extra;
+  if (std::sscanf(text.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &value[0], &value[1], &value[2],
+                  &value[3], &value[4], &value[5], &extra) != 6) {
+    return false;
+  }
+  for (int i = 0; i < 6; i++) out[i] = static_cast<uint8_t>(value[i]);
+  return true;
+}

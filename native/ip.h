@@ -25,3 +25,4 @@ bool ParseIp(const std::string& text, IpAddress* out);
 IpAddress IpFromBytes(int family, const void* bytes);
 std::string FormatIp(const IpAddress& address);
 std::string FormatMac(const uint8_t* mac);  // "aa:bb:cc:dd:ee:ff"
+bool ParseMac(const std::string& text, uint8_t* out);  // "aa:bb:cc:dd:ee:ff", any case

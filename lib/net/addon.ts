@@ -38,7 +38,8 @@ export interface NativeAddon {
   removeAddress(ifname: string, address: string, prefix: number): Promise<void>;
   /** form: 0 ARP request, 1 ARP reply, 2 both (IPv4 only; IPv6 always sends an NA). */
   announce(ifname: string, addresses: string[], count: number, intervalMs: number, form: 0 | 1 | 2): Promise<{ sent: number }>;
-  arpAllHosts(ifname: string, address: string): Promise<{ sent: number }>;
+  /** extraAddresses[i] is at extraMacs[i]; sent once per address+MAC with the kernel's neighbours. */
+  arpAllHosts(ifname: string, address: string, extraAddresses: string[], extraMacs: string[]): Promise<{ sent: number }>;
   /** MAC of a host defending or probing the address, or null after timeoutMs. */
   probe(ifname: string, address: string, timeoutMs: number): Promise<string | null>;
   neighbours(ifname: string): Promise<NativeNeighbour[]>;

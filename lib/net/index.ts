@@ -45,6 +45,14 @@ export type WatchEvent =
   | { type: 'address-added' | 'address-removed'; ifname: string; index: number; family: 4 | 6; address: string; prefix: number };
 export interface SniffEvent { ifname: string; address: string; mac: string; kind: 'arp-request' | 'arp-reply' | 'arp-probe' | 'na' }
 export interface Closable { close(): void }
+export interface ArpAllHostsOptions {
+  /**
+   * Hosts to reach besides the kernel's neighbours on the link, e.g. learned
+   * from peers (hosts that only talked to the previous holder). Same family as
+   * `address`; each address+MAC pair gets one frame.
+   */
+  extra?: Array<{ address: string; mac: string }>;
+}
 
 /** Most addresses one announce/sniff call takes (one socket, one batch). */
 export const MAX_ADDRESSES = 65536;
@@ -52,6 +60,7 @@ const MAX_COUNT = 100;
 const MAX_INTERVAL_MS = 10_000;
 const MAX_TIMEOUT_MS = 60_000;
 const ARP_FORMS = { request: 0, reply: 1, both: 2 } as const;
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
 /** Every interface with its index, MAC, MTU, flags and addresses (netlink dumps; synchronous, tens of µs). */
 export function interfaces(): InterfaceInfo[] {
@@ -108,14 +117,33 @@ export async function announce(ifname: string, addresses: string[], options?: An
 
 /**
  * Sends a unicast ARP reply (IPv4) or neighbour advertisement (IPv6) claiming
- * `address` to every neighbour the kernel knows on that link, for hosts and
- * switches that ignore broadcast announcements. Needs CAP_NET_RAW.
+ * `address` to every neighbour the kernel knows on that link, and to
+ * `options.extra`, for hosts and switches that ignore broadcast announcements.
+ * Resolves with the number of frames sent. Needs CAP_NET_RAW.
  */
-export async function arpAllHosts(ifname: string, address: string): Promise<{ sent: number }> {
+export async function arpAllHosts(ifname: string, address: string, options?: ArpAllHostsOptions | null): Promise<{ sent: number }> {
   checkIfname('arpAllHosts', ifname);
   const parsed = parseAddress('arpAllHosts', 'address', address);
+  options = checkOptions('arpAllHosts', options);
+  const extra = options.extra ?? [];
+  if (!Array.isArray(extra)) throw new TypeError('arpAllHosts: options.extra must be an array of { address, mac }');
+  if (extra.length > MAX_ADDRESSES) throw new RangeError(`arpAllHosts: options.extra has ${extra.length} hosts, at most ${MAX_ADDRESSES}`);
+  const extraAddresses: string[] = [];
+  const extraMacs: string[] = [];
+  extra.forEach((host, i) => {
+    if (host === null || typeof host !== 'object') throw new TypeError(`arpAllHosts: options.extra[${i}] must be { address, mac }`);
+    const hostAddress = parseAddress('arpAllHosts', `options.extra[${i}].address`, host.address);
+    if (hostAddress.family !== parsed.family) {
+      throw new TypeError(`arpAllHosts: options.extra[${i}].address ${host.address} is IPv${hostAddress.family}, but address ${address} is IPv${parsed.family}`);
+    }
+    if (typeof host.mac !== 'string' || !MAC.test(host.mac)) {
+      throw new TypeError(`arpAllHosts: options.extra[${i}].mac ${JSON.stringify(host.mac)} is not a MAC like aa:bb:cc:dd:ee:ff`);
+    }
+    extraAddresses.push(hostAddress.address);
+    extraMacs.push(host.mac.toLowerCase());
+  });
   const addon = requireInterface('arpAllHosts', ifname);
-  return wrapNative('arpAllHosts', ifname, () => addon.arpAllHosts(ifname, parsed.address));
+  return wrapNative('arpAllHosts', ifname, () => addon.arpAllHosts(ifname, parsed.address, extraAddresses, extraMacs));
 }
 
 /**
