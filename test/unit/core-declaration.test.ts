@@ -100,3 +100,25 @@ test('IP parsing is strict and canonical', () => {
   assert.ok(net6 && cidrContains(net6, parseIp('2001:db8:7fff::1')!));
   assert.ok(net6 && !cidrContains(net6, parseIp('2001:db8:8000::1')!));
 });
+
+test('decode of random or corrupted bytes either throws EDECLARATION or returns a canonical declaration', async () => {
+  const fc = (await import('fast-check')).default;
+  const good = encodeDeclaration(configured(['192.168.0.9:25', '[2001:db8::7]:25']));
+  const check = (bytes: Uint8Array) => {
+    try {
+      const d = decodeDeclaration(bytes);
+      assert.deepEqual(encodeDeclaration(d), Buffer.from(bytes));
+    } catch (error) {
+      assert.equal((error as { code?: string }).code, 'EDECLARATION', String(error));
+    }
+  };
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), check), { numRuns: 300 });
+  fc.assert(
+    fc.property(fc.nat(good.length - 1), fc.integer({ min: 32, max: 126 }), (at, byte) => {
+      const copy = Buffer.from(good);
+      copy[at] = byte;
+      check(copy);
+    }),
+    { numRuns: 500 },
+  );
+});
