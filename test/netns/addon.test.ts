@@ -49,6 +49,17 @@ describe('lib/net addon in network namespaces', { skip: labSkipReason() }, () =>
     assert.equal(await lab.neighbourMac(host, address), mac, `${host}'s entry for ${address} after pinging it`);
   }
 
+  test('interfaces describes the namespace\'s own links', async () => {
+    const list = await n1.interfaces();
+    assert.deepEqual(list.map((info) => info.name).sort(), ['eth0', 'lo']);
+    const eth0 = list.find((info) => info.name === 'eth0')!;
+    assert.equal(eth0.mac, lab.host('n1').mac);
+    assert.equal(eth0.mtu, 1500);
+    assert.ok(eth0.up && eth0.running, JSON.stringify(eth0));
+    assert.ok(eth0.addresses.some((a) => a.family === 4 && a.address === lab.host('n1').ipv4 && a.prefix === 16), JSON.stringify(eth0.addresses));
+    assert.ok(eth0.addresses.some((a) => a.family === 6 && a.address === lab.host('n1').ipv6 && a.prefix === 64), JSON.stringify(eth0.addresses));
+  });
+
   test('addAddress makes a VIP answer, removeAddress removes exactly it; both are idempotent', async () => {
     for (const address of [vip4(1), vip6(1)]) {
       await n1.addAddress(ETH0, cidr(address));
@@ -137,6 +148,13 @@ describe('lib/net addon in network namespaces', { skip: labSkipReason() }, () =>
       },
       { timeoutMs: 10_000, intervalMs: 200, what: 'the watchers\' IPv4 entries to be older than locktime' },
     );
+
+    // lib/net's view of n2's neighbour table is the kernel's.
+    const known = await n2.neighbours(ETH0);
+    for (const watcher of watchers) {
+      assert.ok(known.some((entry) => entry.address === lab.host(watcher).ipv4 && entry.mac === lab.host(watcher).mac), `${watcher} in ${JSON.stringify(known)}`);
+      assert.ok(known.some((entry) => entry.address === lab.host(watcher).ipv6 && entry.mac === lab.host(watcher).mac), `${watcher} v6 in ${JSON.stringify(known)}`);
+    }
 
     const captures = await Promise.all(watchers.map((watcher) => lab.capture(watcher, `ether src ${lab.host('n2').mac} and ether dst ${lab.host(watcher).mac}`)));
     for (const vip of vips) {
@@ -230,6 +248,34 @@ describe('lib/net addon in network namespaces', { skip: labSkipReason() }, () =>
     const announced = new Set(lines.map((line) => gratuitous.exec(line)![1]));
     assert.equal(lines.length, 1000, 'exactly one frame per address');
     assert.ok(addresses.every((address) => announced.has(address)), 'every address announced');
+  });
+
+  test('announce modes: request, reply and both forms of gratuitous ARP', async () => {
+    const vip = vip4(10);
+    const n1mac = lab.host('n1').mac;
+    const request = new RegExp(`${n1mac} > ff:ff:ff:ff:ff:ff, ethertype ARP.*Request who-has ${vip.replace(/\./g, '\\.')} tell ${vip.replace(/\./g, '\\.')},`);
+    const reply = new RegExp(`${n1mac} > ff:ff:ff:ff:ff:ff, ethertype ARP.*Reply ${vip.replace(/\./g, '\\.')} is-at ${n1mac}`);
+    for (const [mode, expected] of [['request', [request]], ['reply', [reply]], ['both', [request, reply]]] as const) {
+      const capture = await lab.capture('client', `arp and ether src ${n1mac}`);
+      await n1.announce(ETH0, [vip], { mode, count: 1 });
+      for (const pattern of expected) await capture.waitFor(pattern, 2000);
+      // A marker after the announce: once it is captured, every frame of the announce has been too.
+      await n1.announce(ETH0, [vip4(11)], { mode: 'request', count: 1 });
+      await capture.waitFor(/who-has 198\.18\.1\.11 /, 2000);
+      const lines = await capture.stop();
+      const unexpected = [request, reply].filter((pattern) => !(expected as readonly RegExp[]).includes(pattern));
+      assert.ok(lines.every((line) => !unexpected.some((pattern) => pattern.test(line))), `mode ${mode} sent: ${lines.join('\n')}`);
+    }
+  });
+
+  test('closing watch and sniff lets the process exit on its own', async () => {
+    const client = await AddonClient.start(lab, 'h4');
+    await client.watch();
+    await client.sniff(ETH0, [vip4(12)]);
+    // 'exit' closes both subscriptions and the IPC channel; nothing else keeps the fixture alive.
+    await client.call('exit');
+    const exit = await waitFor(() => client.process.exit, { timeoutMs: 5000, what: 'the fixture to exit after closing watch and sniff' });
+    assert.deepEqual(exit, { code: 0, signal: null }, client.process.stderr);
   });
 
   test('bad arguments are refused before any syscall', async () => {
