@@ -1,0 +1,705 @@
+/**
+ * The cluster runtime: wires the pure election (lib/core) to the membership
+ * transport (lib/transport), the addon (lib/net) and the VIP services
+ * (lib/mta). Everything that decides lives in the core; this file only turns
+ * its answers into address changes, announcements and listener starts, in the
+ * safe order of DESIGN.md section 5, and reports what happened.
+ *
+ * Flow: any input (heartbeat change, peer up/down, watch event, listen
+ * failure, timer) schedules one reconcile: build the view, elect, plan, and
+ * start the planned release/acquire of each VIP that is not already busy.
+ * A VIP's operations run one at a time; when one ends, reconcile runs again.
+ */
+import { EventEmitter } from 'eventemitter3';
+import * as os from 'node:os';
+import { performance } from 'node:perf_hooks';
+import {
+  compareClaims,
+  declarationDigest,
+  declare,
+  elect,
+  encodeDeclaration,
+  explain,
+  plan,
+  resolveConfig,
+  vipState,
+  type Assignment,
+  type ClusterConfig,
+  type ClusterView,
+  type ElectOptions,
+  type Explanation,
+  type NodeDeclaration,
+  type ResolvedConfig,
+  type ResolvedVip,
+  type VipFlags,
+  type VipOutcome,
+} from './core';
+import * as net from './net';
+import { Membership, type PeerState } from './transport';
+import { buildView, DeclarationCache } from './runtime/view-builder';
+import { HealthBook, type UnhealthyReason } from './runtime/health';
+import type { VipService } from './mta/types';
+
+/** Options that are about this process rather than the cluster's config. */
+export interface RuntimeOptions {
+  /** Node name default and config validation input; default os.hostname(). */
+  hostname?: string;
+  /** After a listen or address failure, the VIP is tried again this much later. Default 10,000 ms. */
+  retryUnhealthyMs?: number;
+  /** How often neighbour tables are read and shared with peers. Default 1,000 ms; 0 disables. */
+  shareNeighboursMs?: number;
+  /** Most neighbour entries shared. Default 256. */
+  maxSharedNeighbours?: number;
+}
+
+type Phase = 'idle' | 'acquiring' | 'held' | 'releasing';
+
+/** This node's side of one managed VIP. */
+interface Slot {
+  vip: ResolvedVip;
+  phase: Phase;
+  epoch: number;
+  busy: boolean;
+  services: VipService[];
+  acquiredAt: number | null;
+}
+
+export interface AcquiredEvent { ip: string; epoch: number; interface: string; tookMs: number; probeMs: number; probeFoundMac: string | null }
+export interface ReleasedEvent { ip: string; reason: string; detail: string }
+export interface StateEvent { ip: string; state: 'owned' | 'standby' | 'unowned'; owner: string | null; rule: string; flags: VipFlags; previousOwner: string | null }
+export interface ConflictEvent { ip: string; kind: 'conflict' | 'unsafe' | 'broken' | 'on-wire' | 'probe' | 'clash'; message: string; mac?: string; node?: string }
+export interface ErrorEvent { ip?: string; operation: string; error: Error }
+
+export interface ClusterEvents {
+  acquired: (event: AcquiredEvent) => void;
+  released: (event: ReleasedEvent) => void;
+  state: (event: StateEvent) => void;
+  conflict: (event: ConflictEvent) => void;
+  'peer-up': (peer: { node: string; address: string }) => void;
+  'peer-down': (peer: { node: string; address: string; reason: string }) => void;
+  'address-restored': (event: { ip: string; interface: string }) => void;
+  unhealthy: (event: { ip: string; reason: UnhealthyReason; detail: string }) => void;
+  stall: (event: { lagMs: number }) => void;
+  error: (event: ErrorEvent) => void;
+}
+
+export interface VipStatus {
+  ip: string;
+  interface: string;
+  binding: string | null;
+  ports: number[];
+  state: 'owned' | 'standby' | 'unowned';
+  owner: string | null;
+  rule: string;
+  flags: VipFlags;
+  /** This node's address state for the VIP. */
+  phase: Phase;
+  epoch: number;
+  participants: string[];
+  unhealthy: { reason: string; detail: string } | null;
+  services: string[];
+}
+
+export interface ClusterStatus {
+  node: string;
+  settled: boolean;
+  quorum: boolean;
+  vips: VipStatus[];
+  peers: Array<{ node: string; address: string; live: boolean; lastHeardMsAgo: number; holding: string[]; complete: boolean }>;
+  counters: Record<string, number>;
+}
+
+const now = (): number => performance.timeOrigin + performance.now();
+
+/** Creates a cluster node; throws ConfigError (listing every problem) on a bad config. */
+export function createCluster(config: ClusterConfig, options: RuntimeOptions = {}): VipCluster {
+  return new VipCluster(config, options);
+}
+
+export class VipCluster extends EventEmitter<ClusterEvents> {
+  readonly config: ResolvedConfig;
+  readonly node: string;
+  private readonly declaration: NodeDeclaration;
+  private readonly declarationBytes: Buffer;
+  private readonly membership: Membership;
+  private readonly cache = new DeclarationCache();
+  private readonly slots = new Map<string, Slot>();
+  private readonly plainServices: VipService[] = [];
+  private readonly health = new HealthBook();
+  private readonly lastKnownEpochs = new Map<string, number>();
+  private readonly knownNodes = new Set<string>();
+  private readonly counts = new Map<string, number>();
+  private readonly options: Required<RuntimeOptions>;
+  private assignment: Assignment | null = null;
+  private lastOutcomes = new Map<string, VipOutcome>();
+  private started = false;
+  private closing = false;
+  private settleUntil = Infinity;
+  private startedAt = 0;
+  private reconcileQueued = false;
+  private wakeTimer: NodeJS.Timeout | null = null;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private watcher: net.Closable | null = null;
+  private readonly sniffers = new Map<string, ReturnType<typeof net.sniff>>();
+  private readonly reannounceTimers = new Map<string, NodeJS.Timeout>();
+  private sharedNeighbours: Array<{ address: string; mac: string }> = [];
+
+  constructor(input: ClusterConfig, options: RuntimeOptions = {}) {
+    super();
+    this.options = {
+      hostname: options.hostname ?? os.hostname(),
+      retryUnhealthyMs: options.retryUnhealthyMs ?? 10000,
+      shareNeighboursMs: options.shareNeighboursMs ?? 1000,
+      maxSharedNeighbours: options.maxSharedNeighbours ?? 256,
+    };
+    this.config = resolveConfig(input, { hostname: this.options.hostname, interfaces: net.interfaces() });
+    this.node = this.config.node;
+    this.declaration = declare(this.config);
+    this.declarationBytes = encodeDeclaration(this.declaration);
+    for (const vip of this.config.vips) {
+      this.slots.set(vip.ip, { vip, phase: 'idle', epoch: 0, busy: false, services: [], acquiredAt: null });
+    }
+    const cluster = this.config.cluster;
+    this.membership = new Membership({
+      clusterId: cluster.id,
+      node: this.node,
+      secret: cluster.secret,
+      bind: cluster.bind,
+      port: cluster.port,
+      peers: cluster.peers.map((p) => (p.ip.includes(':') ? `[${p.ip}]:${p.port}` : `${p.ip}:${p.port}`)),
+      ...(cluster.multicast ? { multicast: cluster.multicast } : {}),
+      heartbeatMs: this.config.timers.heartbeatMs,
+      deadAfterMs: this.config.timers.deadAfterMs,
+      vipsOf: (bytes) => this.cache.vipsOf(bytes),
+      now,
+    });
+    this.knownNodes.add(this.node);
+    this.membership.on('peer-up', (peer: PeerState) => {
+      this.knownNodes.add(peer.node);
+      this.emit('peer-up', { node: peer.node, address: peer.address });
+      this.requestReconcile();
+    });
+    this.membership.on('peer-down', (peer: PeerState, reason: string) => {
+      this.count('peer_down_total');
+      this.emit('peer-down', { node: peer.node, address: peer.address, reason });
+      this.requestReconcile();
+    });
+    this.membership.on('peer-restart', () => this.requestReconcile());
+    this.membership.on('change', () => this.requestReconcile());
+    this.membership.on('stall', (event: { lagMs: number }) => {
+      this.count('stalls_total');
+      this.emit('stall', event);
+    });
+    this.membership.on('error', (error: Error) => this.emit('error', { operation: 'membership', error }));
+  }
+
+  /**
+   * Registers a service (e.g. an SmtpListener) on an IP. On a managed VIP it
+   * starts when this node acquires the VIP and stops before the address goes;
+   * on any other IP it is a plain service started with the cluster.
+   * Call before start().
+   */
+  addService(service: VipService): this {
+    if (this.started) throw new Error(`addService(${service.description}): register services before start()`);
+    const slot = this.slots.get(service.ip);
+    if (slot) slot.services.push(service);
+    else this.plainServices.push(service);
+    return this;
+  }
+
+  /** Starts: cleans leftovers, joins the cluster, listens one dead-after period, then serves. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    this.startedAt = now();
+    // Boot: an alias of a managed VIP left by a crashed run would answer for
+    // the VIP while another node holds it. Remove it before saying anything.
+    const present = new Set<string>();
+    for (const iface of net.interfaces()) for (const a of iface.addresses) present.add(`${iface.name} ${a.address}`);
+    for (const slot of this.slots.values()) {
+      if (present.has(`${slot.vip.interface} ${slot.vip.ip}`)) {
+        await net.removeAddress(slot.vip.interface, `${slot.vip.ip}/${slot.vip.prefix}`);
+        this.count('leftover_aliases_removed_total');
+      }
+    }
+    for (const iface of net.interfaces()) this.health.setLink(iface.name, iface.up && iface.running);
+    this.watcher = net.watch((event) => this.onWatch(event));
+    await this.membership.start();
+    this.publish();
+    for (const service of this.plainServices) await service.start();
+    // Settle: until one dead-after period has passed we have not heard from
+    // every live peer, and could take a VIP another node holds.
+    this.settleUntil = now() + this.config.timers.deadAfterMs;
+    this.schedule(this.config.timers.deadAfterMs, () => this.requestReconcile());
+    if (this.options.shareNeighboursMs > 0) {
+      const timer = setInterval(() => void this.shareNeighbours(), this.options.shareNeighboursMs);
+      timer.unref();
+      this.timers.push(timer);
+      void this.shareNeighbours();
+    }
+    if (this.config.announce.reannounceMs > 0) {
+      const timer = setInterval(() => this.reannounceAll(), this.config.announce.reannounceMs);
+      timer.unref();
+      this.timers.push(timer);
+    }
+    this.requestReconcile();
+  }
+
+  /**
+   * Graceful shutdown: releases every VIP (draining services) and says goodbye,
+   * so peers take over at once instead of waiting for dead-after.
+   */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    for (const timer of this.timers) clearInterval(timer);
+    for (const timer of this.reannounceTimers.values()) clearTimeout(timer);
+    // Wait for operations in flight, then release whatever is held.
+    while ([...this.slots.values()].some((s) => s.busy)) await new Promise((r) => setTimeout(r, 5));
+    await Promise.all(
+      [...this.slots.values()].filter((s) => s.phase !== 'idle').map((s) => this.release(s, 'shutdown', 'cluster.close()')),
+    );
+    await Promise.allSettled(this.plainServices.map((s) => s.stop()));
+    await this.membership.close();
+    this.watcher?.close();
+    for (const sniffer of this.sniffers.values()) sniffer.close();
+    this.sniffers.clear();
+  }
+
+  /** Why `ip` has its owner (rule, and why each other participant was not chosen). */
+  explain(ip: string): Explanation | null {
+    return explain(this.view(), ip, this.electOptions());
+  }
+
+  /** A JSON-ready snapshot: VIPs with state, owner, flags and evidence; peers; counters. */
+  status(): ClusterStatus {
+    const t = now();
+    const vips: VipStatus[] = [];
+    for (const slot of this.slots.values()) {
+      const outcome = this.assignment?.vips.get(slot.vip.ip);
+      const problem = this.health.problem(slot.vip.ip, slot.vip.interface);
+      vips.push({
+        ip: slot.vip.ip,
+        interface: slot.vip.interface,
+        binding: slot.vip.binding,
+        ports: slot.vip.ports,
+        state: outcome ? vipState(outcome, this.node) : 'unowned',
+        owner: outcome?.owner ?? null,
+        rule: outcome?.rule ?? 'no-participant',
+        flags: outcome?.flags ?? {},
+        phase: slot.phase,
+        epoch: slot.epoch,
+        participants: outcome?.participants ?? [],
+        unhealthy: problem ? { reason: problem.reason, detail: problem.detail } : null,
+        services: slot.services.map((s) => s.description),
+      });
+    }
+    return {
+      node: this.node,
+      settled: t >= this.settleUntil,
+      quorum: this.assignment?.quorum ?? true,
+      vips,
+      peers: this.membership.peers().map((p) => ({
+        node: p.node,
+        address: p.address,
+        live: p.live,
+        lastHeardMsAgo: Math.round(t - p.lastHeard),
+        holding: [...p.holdings.keys()],
+        complete: p.complete,
+      })),
+      counters: { ...Object.fromEntries(this.counts), ...this.membership.counters() },
+    };
+  }
+
+  /** The cluster as this node sees it now (the election's input). */
+  view(): ClusterView {
+    return buildView(
+      now(),
+      {
+        node: this.node,
+        declaration: this.declaration,
+        liveSince: this.startedAt,
+        holding: this.holdings(),
+        unhealthy: this.health.unhealthy(this.config.vips),
+      },
+      this.membership.peers(),
+      this.cache,
+    );
+  }
+
+  // --- reconcile ----------------------------------------------------------
+
+  private electOptions(): ElectOptions {
+    const known = new Set(this.knownNodes);
+    // Configured peers we never heard from still count towards the majority.
+    const heard = new Set(this.membership.peers().map((p) => p.address));
+    for (const peer of this.config.cluster.peers) {
+      if (peer.ip !== this.config.cluster.bind && !heard.has(peer.ip)) known.add(`unheard ${peer.ip}`);
+    }
+    return {
+      holdDownMs: this.config.timers.holdDownMs,
+      quorum: this.config.quorum ? { knownNodes: known } : null,
+      rebalance: this.config.rebalance,
+    };
+  }
+
+  private requestReconcile(): void {
+    if (this.reconcileQueued || this.closing || !this.started) return;
+    this.reconcileQueued = true;
+    // Coalesce a burst of inputs (a heartbeat carrying several changes) into one pass.
+    setImmediate(() => {
+      this.reconcileQueued = false;
+      try {
+        this.reconcile();
+      } catch (error) {
+        this.emit('error', { operation: 'reconcile', error: error as Error });
+      }
+    });
+  }
+
+  private reconcile(): void {
+    if (this.closing) return;
+    const t = now();
+    if (this.health.expire(t)) this.publish();
+    const view = this.view();
+    const options = this.electOptions();
+    const assignment = elect(view, options);
+    this.assignment = assignment;
+    this.reportOutcomes(assignment);
+
+    const settled = t >= this.settleUntil;
+    const actions: Array<{ type: 'release'; ip: string; reason: string; detail: string } | { type: 'acquire'; ip: string; epoch: number }> = settled
+      ? plan(this.node, view, assignment, this.lastKnownEpochs)
+      : [];
+    // Clash: views may differ (asymmetric loss), so a holder also yields to a
+    // better claim it hears, by an order that needs no agreement on the view.
+    for (const slot of this.slots.values()) {
+      if (slot.phase !== 'held') continue;
+      const clash = this.betterClaimOn(slot, view);
+      if (clash) {
+        this.count('clashes_total');
+        this.emit('conflict', { ip: slot.vip.ip, kind: 'clash', node: clash, message: `${clash} holds ${slot.vip.ip} with a better claim (epoch/preference/name): releasing` });
+        actions.unshift({ type: 'release', ip: slot.vip.ip, reason: 'clash', detail: `${clash} has a better claim` });
+      }
+    }
+    for (const action of actions) {
+      const slot = this.slots.get(action.ip);
+      if (!slot || slot.busy) continue;
+      if (action.type === 'release') {
+        if (slot.phase === 'idle') continue;
+        void this.release(slot, action.reason, action.detail);
+      } else if (slot.phase === 'idle') {
+        void this.acquire(slot, action.epoch);
+      }
+    }
+    const wake = [assignment.nextWakeup, this.health.nextRetry(), settled ? null : this.settleUntil].filter((x): x is number => x !== null);
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeTimer = null;
+    if (wake.length) this.wakeTimer = this.schedule(Math.max(0, Math.min(...wake) - t) + 1, () => this.requestReconcile());
+  }
+
+  /** The name of a live peer advertising `slot`'s VIP with a better claim than ours, if any. */
+  private betterClaimOn(slot: Slot, view: ClusterView): string | null {
+    const mine = { node: this.node, epoch: slot.epoch, preferred: slot.vip.preferred === this.node };
+    for (const n of view.nodes) {
+      if (n.node === this.node || !n.live) continue;
+      const epoch = n.holding.get(slot.vip.ip);
+      if (epoch === undefined) continue;
+      const theirs = n.declaration.vips.find((v) => v.ip === slot.vip.ip);
+      const claim = { node: n.node, epoch, preferred: theirs?.preferred === n.node };
+      if (compareClaims(claim, mine) < 0) return n.node;
+    }
+    return null;
+  }
+
+  private reportOutcomes(assignment: Assignment): void {
+    for (const [ip, outcome] of assignment.vips) {
+      if (!this.slots.has(ip)) continue;
+      const before = this.lastOutcomes.get(ip);
+      if (!before || before.owner !== outcome.owner || before.rule !== outcome.rule || flagKey(before.flags) !== flagKey(outcome.flags)) {
+        this.emit('state', { ip, state: vipState(outcome, this.node), owner: outcome.owner, rule: outcome.rule, flags: outcome.flags, previousOwner: before?.owner ?? null });
+        for (const kind of ['broken', 'conflict', 'unsafe'] as const) {
+          const evidence = outcome.flags[kind];
+          if (evidence && !before?.flags[kind]) this.emit('conflict', { ip, kind, message: evidence.message });
+        }
+      }
+    }
+    this.lastOutcomes = new Map(assignment.vips);
+  }
+
+  // --- acquire and release ------------------------------------------------
+
+  private async acquire(slot: Slot, epoch: number): Promise<void> {
+    const { ip, interface: ifname, prefix } = slot.vip;
+    const started = now();
+    slot.busy = true;
+    slot.phase = 'acquiring';
+    slot.epoch = epoch;
+    this.lastKnownEpochs.set(ip, Math.max(epoch, this.lastKnownEpochs.get(ip) ?? 0));
+    // Claim it in our heartbeats first: a peer that computed a different owner
+    // sees the claim and the epoch order settles it.
+    this.publish();
+    let step = 'probe';
+    let probeMs = 0;
+    let probeFoundMac: string | null = null;
+    const startedServices: VipService[] = [];
+    try {
+      if (this.config.probe.timeoutMs > 0) {
+        const probeStarted = now();
+        probeFoundMac = await net.probe(ifname, ip, { timeoutMs: this.config.probe.timeoutMs });
+        probeMs = now() - probeStarted;
+        if (probeFoundMac) {
+          // Someone still answers for the address: typically the dead holder's
+          // kernel (a stopped process's host keeps answering ARP). The election
+          // already decided; the announcement below takes the address over.
+          this.count('probe_conflicts_total');
+          this.emit('conflict', { ip, kind: 'probe', mac: probeFoundMac, message: `${probeFoundMac} answered the probe for ${ip}; taking it over as elected and announcing` });
+        }
+      }
+      step = 'add address';
+      await net.addAddress(ifname, `${ip}/${prefix}`);
+      step = 'start services';
+      // Listeners come up before the announcement moves clients here, so the
+      // first connection after the move finds a listener.
+      for (const service of slot.services) {
+        await service.start();
+        startedServices.push(service);
+      }
+      step = 'announce';
+      await net.announce(ifname, [ip], { count: 1, mode: this.config.announce.mode });
+      slot.phase = 'held';
+      slot.acquiredAt = now();
+      this.count('acquisitions_total');
+      this.emit('acquired', { ip, epoch, interface: ifname, tookMs: Math.round((now() - started) * 10) / 10, probeMs: Math.round(probeMs * 10) / 10, probeFoundMac });
+      void this.followUpAnnouncements(slot);
+      this.updateSniffer(ifname);
+    } catch (error) {
+      const reason: UnhealthyReason = step === 'start services' ? 'listen-failed' : step === 'announce' ? 'announce-failed' : 'address-failed';
+      const detail = `${step} for ${ip} failed: ${(error as Error).message}`;
+      this.health.fail(ip, reason, detail, now() + this.options.retryUnhealthyMs);
+      this.count('acquire_failures_total');
+      this.emit('unhealthy', { ip, reason, detail });
+      this.emit('error', { ip, operation: `acquire (${step})`, error: error as Error });
+      // Give the VIP up cleanly rather than hold an address nobody serves.
+      await Promise.allSettled(startedServices.map((s) => s.stop()));
+      await net.removeAddress(ifname, `${ip}/${prefix}`).catch(() => undefined);
+      slot.phase = 'idle';
+    } finally {
+      slot.busy = false;
+      this.publish();
+      this.requestReconcile();
+    }
+  }
+
+  /** The rest of the announcements, and unicast ARP to known hosts, off the failover path. */
+  private async followUpAnnouncements(slot: Slot): Promise<void> {
+    const { ip, interface: ifname } = slot.vip;
+    const { count, intervalMs, mode, arpAllHosts } = this.config.announce;
+    try {
+      if (arpAllHosts) {
+        const extra = this.peerNeighbours(ip.includes(':') ? 6 : 4);
+        await net.arpAllHosts(ifname, ip, { extra });
+      }
+      if (count > 1) {
+        await new Promise((r) => setTimeout(r, intervalMs));
+        if (slot.phase === 'held') await net.announce(ifname, [ip], { count: count - 1, intervalMs, mode });
+      }
+    } catch (error) {
+      if (slot.phase === 'held') this.emit('error', { ip, operation: 'announce', error: error as Error });
+    }
+  }
+
+  private async release(slot: Slot, reason: string, detail: string): Promise<void> {
+    const { ip, interface: ifname, prefix } = slot.vip;
+    slot.busy = true;
+    slot.phase = 'releasing';
+    this.updateSniffer(ifname);
+    try {
+      // Drain first: the address stays until the listeners are closed, so
+      // sessions in flight finish on this node.
+      const results = await Promise.allSettled(slot.services.map((s) => s.stop()));
+      for (const r of results) if (r.status === 'rejected') this.emit('error', { ip, operation: 'stop service', error: r.reason as Error });
+      await net.removeAddress(ifname, `${ip}/${prefix}`);
+    } catch (error) {
+      this.emit('error', { ip, operation: 'release', error: error as Error });
+    } finally {
+      slot.phase = 'idle';
+      slot.acquiredAt = null;
+      slot.busy = false;
+      this.count('releases_total');
+      this.publish();
+      this.emit('released', { ip, reason, detail });
+      this.requestReconcile();
+    }
+  }
+
+  // --- inputs from the addon ---------------------------------------------
+
+  private onWatch(event: net.WatchEvent): void {
+    if (event.type === 'link') {
+      if (this.health.setLink(event.ifname, event.up && event.running)) {
+        this.count('link_changes_total');
+        for (const slot of this.slots.values()) {
+          if (slot.vip.interface === event.ifname && !(event.up && event.running)) {
+            this.emit('unhealthy', { ip: slot.vip.ip, reason: 'link-down', detail: `link ${event.ifname} is down` });
+          }
+        }
+        this.publish();
+        this.requestReconcile();
+      }
+      return;
+    }
+    if (event.type !== 'address-removed') return;
+    const slot = this.slots.get(event.address);
+    if (!slot || slot.phase !== 'held' || slot.busy || slot.vip.interface !== event.ifname || this.closing) return;
+    // Someone removed a VIP we hold (an operator, a network manager): put it
+    // back and tell the network again, or give the VIP up.
+    void this.restoreAddress(slot);
+  }
+
+  private async restoreAddress(slot: Slot): Promise<void> {
+    const { ip, interface: ifname, prefix } = slot.vip;
+    slot.busy = true;
+    try {
+      await net.addAddress(ifname, `${ip}/${prefix}`);
+      await net.announce(ifname, [ip], { count: 1, mode: this.config.announce.mode });
+      this.count('addresses_restored_total');
+      this.emit('address-restored', { ip, interface: ifname });
+    } catch (error) {
+      const detail = `${ip} was removed from ${ifname} and could not be restored: ${(error as Error).message}`;
+      this.health.fail(ip, 'address-failed', detail, now() + this.options.retryUnhealthyMs);
+      this.emit('unhealthy', { ip, reason: 'address-failed', detail });
+      this.emit('error', { ip, operation: 'restore address', error: error as Error });
+      this.publish();
+    } finally {
+      slot.busy = false;
+      this.requestReconcile();
+    }
+  }
+
+  /** Keeps one sniffer per interface watching the VIPs held on it. */
+  private updateSniffer(ifname: string): void {
+    if (this.closing) return;
+    const held = [...this.slots.values()].filter((s) => s.vip.interface === ifname && s.phase === 'held').map((s) => s.vip.ip);
+    let sniffer = this.sniffers.get(ifname);
+    try {
+      if (!sniffer && held.length) {
+        sniffer = net.sniff(ifname, held, (event) => this.onForeignClaim(event));
+        this.sniffers.set(ifname, sniffer);
+      } else if (sniffer) {
+        sniffer.setAddresses(held);
+      }
+    } catch (error) {
+      this.emit('error', { operation: `sniff on ${ifname}`, error: error as Error });
+    }
+  }
+
+  /** Another MAC claims a VIP we hold: report; the election settles it and the winner re-announces last. */
+  private onForeignClaim(event: net.SniffEvent): void {
+    const slot = this.slots.get(event.address);
+    if (!slot || slot.phase !== 'held') return;
+    this.count('wire_conflicts_total');
+    this.emit('conflict', { ip: event.address, kind: 'on-wire', mac: event.mac, message: `${event.mac} sent ${event.kind} for ${event.address}, which this node holds` });
+    this.requestReconcile();
+    // If we are still the holder after the clash settles, say so last.
+    if (!this.reannounceTimers.has(event.address)) {
+      const timer = setTimeout(() => {
+        this.reannounceTimers.delete(event.address);
+        if (slot.phase === 'held') {
+          this.count('reannouncements_total');
+          net.announce(slot.vip.interface, [slot.vip.ip], { count: 1, mode: this.config.announce.mode }).catch((error: Error) => this.emit('error', { ip: slot.vip.ip, operation: 'announce', error }));
+        }
+      }, 2 * this.config.timers.heartbeatMs);
+      timer.unref();
+      this.reannounceTimers.set(event.address, timer);
+    }
+  }
+
+  private reannounceAll(): void {
+    const byInterface = new Map<string, string[]>();
+    for (const slot of this.slots.values()) {
+      if (slot.phase !== 'held') continue;
+      const list = byInterface.get(slot.vip.interface) ?? [];
+      list.push(slot.vip.ip);
+      byInterface.set(slot.vip.interface, list);
+    }
+    for (const [ifname, ips] of byInterface) {
+      net.announce(ifname, ips, { count: 1, mode: this.config.announce.mode }).catch((error: Error) => this.emit('error', { operation: 'reannounce', error }));
+    }
+  }
+
+  /** Reads the kernel's neighbours on the VIP links and shares a bounded list with peers. */
+  private async shareNeighbours(): Promise<void> {
+    const links = new Set([...this.slots.values()].map((s) => s.vip.interface));
+    const list: Array<{ address: string; mac: string }> = [];
+    for (const ifname of links) {
+      try {
+        for (const n of await net.neighbours(ifname)) {
+          if (n.mac && n.mac !== '00:00:00:00:00:00' && n.state !== 'FAILED' && n.state !== 'INCOMPLETE') list.push({ address: n.address, mac: n.mac });
+        }
+      } catch {
+        // A link that went away: nothing to share from it.
+      }
+    }
+    const bounded = list.slice(0, this.options.maxSharedNeighbours);
+    if (JSON.stringify(bounded) !== JSON.stringify(this.sharedNeighbours)) {
+      this.sharedNeighbours = bounded;
+      this.publish();
+    }
+  }
+
+  /** Hosts our peers know (for arpAllHosts after a takeover), of one family. */
+  private peerNeighbours(family: 4 | 6): Array<{ address: string; mac: string }> {
+    const seen = new Set<string>();
+    const out: Array<{ address: string; mac: string }> = [];
+    for (const peer of this.membership.peers()) {
+      for (const n of peer.neighbours) {
+        const key = `${n.address} ${n.mac}`;
+        if (seen.has(key) || n.address.includes(':') !== (family === 6)) continue;
+        seen.add(key);
+        out.push(n);
+      }
+    }
+    return out;
+  }
+
+  // --- helpers -------------------------------------------------------------
+
+  private holdings(): Map<string, number> {
+    const held = new Map<string, number>();
+    for (const slot of this.slots.values()) if (slot.phase !== 'idle') held.set(slot.vip.ip, slot.epoch);
+    return held;
+  }
+
+  /** Tells peers what we hold now (sent at once when it changed). */
+  private publish(): void {
+    if (!this.started) return;
+    this.membership.setLocal({
+      declaration: this.declarationBytes,
+      holdings: this.holdings(),
+      unhealthy: this.health.unhealthy(this.config.vips),
+      neighbours: this.sharedNeighbours,
+    });
+  }
+
+  private schedule(ms: number, fn: () => void): NodeJS.Timeout {
+    const timer = setTimeout(fn, ms);
+    timer.unref();
+    return timer;
+  }
+
+  private count(name: string, by = 1): void {
+    this.counts.set(name, (this.counts.get(name) ?? 0) + by);
+  }
+
+  /** SHA-256 of this node's declaration, hex (equal configs have equal digests). */
+  get declarationDigest(): string {
+    return declarationDigest(this.declaration).toString('hex');
+  }
+}
+
+function flagKey(flags: VipFlags): string {
+  return `${flags.conflict ? 'c' : ''}${flags.unsafe ? 'u' : ''}${flags.broken ? 'b' : ''}`;
+}
+
