@@ -33,7 +33,7 @@ export interface BindingTransportsOptions {
   transport?: BindingTransportOptions;
   /** Per-binding settings by binding name. */
   bindings?: Record<string, BindingSettings>;
-  /** Relays sends for bindings held elsewhere; without it such sends fail with BindingNotLocalError. */
+  /** Relays sends for bindings held elsewhere (closed by close()); without it such sends fail with BindingNotLocalError. */
   relay?: RelayClient;
   /** How long send() keeps trying to reach the current holder (default 30000 ms). */
   sendDeadlineMs?: number;
@@ -169,11 +169,12 @@ export class BindingTransports {
     return { binding: name, via: 'local', holder: this.directory.node, messageId: message.messageId, response: info.response ?? '' };
   }
 
-  /** Stops following the directory and closes every transport (their sends fail with BindingMovedError). */
+  /** Stops following the directory, closes the relay client and every transport (their sends fail with BindingMovedError). */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.directory.off('binding', this.onBinding);
+    this.options.relay?.close();
     for (const name of [...this.cache.keys()]) this.drop(name, new BindingMovedError(name, null));
   }
 

@@ -17,6 +17,12 @@ export interface SmtpListenerOptions {
    * (smtp-server's `closeTimeout`). Default: the server options' closeTimeout, else 30000.
    */
   drainMs?: number;
+  /**
+   * On stop, end sessions that are not in the middle of DATA at once (421) instead of
+   * waiting for them up to drainMs (default true). An idle pooled client would
+   * otherwise hold the VIP, and so the failover, for the whole drain time.
+   */
+  closeIdleSessions?: boolean;
 }
 
 /** An error from listen(), with the errno code and a message naming cause and fix. */
@@ -44,6 +50,7 @@ export class SmtpListener extends EventEmitter<SmtpListenerEvents> implements Vi
   readonly ip: string;
   readonly description: string;
   readonly drainMs: number;
+  private readonly closeIdleSessions: boolean;
   private readonly requestedPort: number;
   private readonly makeServer: SmtpServerFactory;
   private server: SMTPServer | null = null;
@@ -66,6 +73,7 @@ export class SmtpListener extends EventEmitter<SmtpListenerEvents> implements Vi
     this.makeServer = typeof server === 'function' ? server : () => new SMTPServer({ ...server });
     const optionsTimeout = typeof server === 'function' ? undefined : server.closeTimeout;
     this.drainMs = options.drainMs ?? optionsTimeout ?? 30000;
+    this.closeIdleSessions = options.closeIdleSessions ?? true;
     this.description = `smtp ${formatHostPort(ip, port)}`;
   }
 
@@ -154,11 +162,41 @@ export class SmtpListener extends EventEmitter<SmtpListenerEvents> implements Vi
     const server = this.server;
     if (!server) return;
     this.current = 'stopping';
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await new Promise<void>((resolve) => {
+      let sweeper: NodeJS.Timeout | undefined;
+      server.close(() => {
+        clearInterval(sweeper);
+        resolve();
+      });
+      if (this.closeIdleSessions) {
+        closeIdle(server);
+        // A session that finishes its DATA becomes idle: end it too, rather than
+        // waiting for its client to send another command.
+        sweeper = setInterval(() => closeIdle(server), IDLE_SWEEP_MS);
+        sweeper.unref();
+      }
+    });
     this.server = null;
     this.boundPort = null;
     this.current = 'stopped';
     this.emit('close');
+  }
+}
+
+const IDLE_SWEEP_MS = 50;
+
+/**
+ * Ends the sessions of a closing server that are not receiving a message. smtp-server
+ * keeps `_dataStream` set from DATA until the onData callback ran; a connection
+ * without that field (another smtp-server version) is left to the drain timeout,
+ * never cut mid-message.
+ */
+function closeIdle(server: SMTPServer): void {
+  for (const connection of server.connections) {
+    const state = connection as unknown as { _dataStream?: unknown };
+    if (!('_dataStream' in state) || state._dataStream) continue;
+    connection.send(421, 'Server shutting down, try another MX or later');
+    connection.close();
   }
 }
 

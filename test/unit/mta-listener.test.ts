@@ -101,6 +101,23 @@ test('stop() lets a message in DATA finish with 250, refuses new connections, th
   assert.equal(listener.state, 'stopped');
 });
 
+test('stop() does not wait drainMs for an idle pooled client session', { timeout: 15000 }, async () => {
+  const received: Received[] = [];
+  const listener = new SmtpListener(IP, 0, recordingOptions(received), { drainMs: 60000 });
+  await listener.start();
+  const pool = nodemailer.createTransport({ pool: true, host: IP, port: listener.port, ignoreTLS: true, idleTimeout: 60000 });
+  try {
+    await pool.sendMail(mail('pooled'));
+    assert.equal(listener.sessions, 1, 'the pooled session stays open and idle');
+    // With a 60 s drain and a 15 s test timeout, this only passes if idle sessions are ended at once.
+    await listener.stop();
+    assert.equal(listener.state, 'stopped');
+    assert.equal(received.length, 1);
+  } finally {
+    pool.close();
+  }
+});
+
 test('start() after stop() runs a fresh server that accepts mail (not 421)', async () => {
   const received: Received[] = [];
   const listener = new SmtpListener(IP, 0, recordingOptions(received));
