@@ -1,0 +1,207 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import { Membership, type MembershipOptions, type PeerState } from '../../lib/transport/membership';
+
+const SECRET = 'a cluster secret of enough bytes';
+const vipsOf = (declaration: Buffer): string[] => (JSON.parse(declaration.toString()) as { vips: string[] }).vips;
+const declare = (vips: string[]): Buffer => Buffer.from(JSON.stringify({ vips }));
+const VIPS = ['198.18.0.1', '198.18.0.2', '198.18.0.3', '198.18.0.4'];
+
+/** A port per test, away from common services. */
+let nextPort = 20000 + Math.floor(Math.random() * 20000);
+const open: Membership[] = [];
+after(async () => {
+  await Promise.all(open.map((m) => m.close({ goodbye: false })));
+});
+
+/** Polls `condition` until true or the deadline passes (then fails naming `what`). */
+async function waitFor(what: string, condition: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function node(name: string, address: string, port: number, peers: string[], extra: Partial<MembershipOptions> = {}): Membership {
+  const membership = new Membership({ clusterId: 'mail', node: name, secret: SECRET, bind: address, port, peers, vipsOf, ...extra });
+  membership.on('error', () => undefined);
+  open.push(membership);
+  return membership;
+}
+
+function peerOf(membership: Membership, name: string): PeerState | undefined {
+  return membership.peers().find((p) => p.node === name);
+}
+
+async function trio(extra: Partial<MembershipOptions> = {}): Promise<{ port: number; nodes: Membership[]; addresses: string[] }> {
+  const port = nextPort++;
+  const addresses = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
+  const peers = addresses.map((a) => `${a}:${port}`);
+  const nodes = addresses.map((address, i) => node(`n${i + 1}`, address, port, peers, extra));
+  nodes.forEach((m, i) =>
+    m.setLocal({
+      declaration: declare(VIPS),
+      holdings: new Map([[VIPS[i] as string, 10 + i]]),
+      unhealthy: i === 2 ? new Set([VIPS[3] as string]) : new Set(),
+      neighbours: [{ address: `198.18.1.${i + 1}`, mac: `02:00:00:00:00:0${i + 1}` }],
+    }),
+  );
+  await Promise.all(nodes.map((m) => m.start()));
+  return { port, nodes, addresses };
+}
+
+const complete = (m: Membership, names: string[]): boolean => names.every((n) => peerOf(m, n)?.live && peerOf(m, n)?.complete);
+
+test('three nodes on loopback see each other and learn declarations, holdings with epochs, health and neighbours', async () => {
+  const { nodes } = await trio();
+  const [n1, n2, n3] = nodes as [Membership, Membership, Membership];
+  await waitFor('complete views', () => complete(n1, ['n2', 'n3']) && complete(n2, ['n1', 'n3']) && complete(n3, ['n1', 'n2']));
+  const seen = peerOf(n1, 'n3');
+  assert.ok(seen);
+  assert.ok(seen.declaration?.equals(declare(VIPS)));
+  assert.deepEqual([...seen.holdings], [['198.18.0.3', 12]]);
+  assert.deepEqual(seen.unhealthy, new Set(['198.18.0.4']));
+  assert.equal(peerOf(n1, 'n1'), undefined, 'own packets are ignored');
+  assert.ok((n1.counters().ignored_own ?? 0) > 0);
+  await waitFor('neighbours', () => peerOf(n1, 'n2')?.neighbours.length === 1);
+  assert.deepEqual(peerOf(n1, 'n2')?.neighbours, [{ address: '198.18.1.2', mac: '02:00:00:00:00:02' }]);
+
+  // A change of holder travels at once with its epoch.
+  const changes: PeerState[] = [];
+  n2.on('change', (p: PeerState) => changes.push(p));
+  n1.setLocal({ declaration: declare(VIPS), holdings: new Map([['198.18.0.1', 10], ['198.18.0.4', 99]]), unhealthy: 'all' });
+  await waitFor('new holdings on n2', () => {
+    const p = peerOf(n2, 'n1');
+    return !!p && p.complete && p.holdings.get('198.18.0.4') === 99 && p.unhealthy === 'all';
+  });
+  assert.ok(changes.length > 0);
+  const counters = n2.counters();
+  assert.equal(counters.dropped_bad_mac, 0);
+  assert.equal(counters.dropped_replay, 0);
+  await Promise.all(nodes.map((m) => m.close()));
+});
+
+test('goodbye takes a peer down at once; silence takes it down after dead-after; a restart is recognised', async () => {
+  const { port, nodes, addresses } = await trio({ deadAfterMs: 200 });
+  const [n1, n2, n3] = nodes as [Membership, Membership, Membership];
+  await waitFor('all live', () => complete(n1, ['n2', 'n3']) && complete(n2, ['n1', 'n3']));
+
+  const downs: Array<[string, string]> = [];
+  n1.on('peer-down', (p: PeerState, reason: string) => downs.push([p.node, reason]));
+  await n3.close();
+  await waitFor('goodbye from n3', () => downs.some(([n, r]) => n === 'n3' && r === 'goodbye'));
+  assert.equal(peerOf(n1, 'n3')?.leaving, true);
+
+  await n2.close({ goodbye: false });
+  await waitFor('timeout of n2', () => downs.some(([n, r]) => n === 'n2' && r === 'timeout'), 2000);
+
+  const restarts: PeerState[] = [];
+  n1.on('peer-restart', (p: PeerState) => restarts.push(p));
+  const again = node('n2', addresses[1] as string, port, addresses.map((a) => `${a}:${port}`), { incarnation: n2.incarnation + 1n });
+  again.setLocal({ declaration: declare(VIPS), holdings: new Map(), unhealthy: new Set() });
+  await again.start();
+  await waitFor('restart of n2', () => restarts.length === 1 && !!peerOf(n1, 'n2')?.live);
+  assert.equal(peerOf(n1, 'n2')?.incarnation, n2.incarnation + 1n);
+  assert.equal(peerOf(n1, 'n2')?.holdings.size, 0);
+  await Promise.all([n1.close(), again.close()]);
+});
+
+test('a node with the wrong secret teaches nothing and is counted as bad MAC', async () => {
+  const port = nextPort++;
+  const peers = [`127.0.0.1:${port}`, `127.0.0.2:${port}`];
+  const good = node('good', '127.0.0.1', port, peers);
+  const bad = node('bad', '127.0.0.2', port, peers, { secret: 'not the cluster secret at all' });
+  await Promise.all([good.start(), bad.start()]);
+  await waitFor('bad MACs counted', () => (good.counters().dropped_bad_mac ?? 0) >= 5);
+  assert.equal(good.peers().length, 0);
+  await Promise.all([good.close(), bad.close()]);
+});
+
+test('replayed captured packets are counted as replays and change nothing', async () => {
+  const port = nextPort++;
+  const capture = createSocket('udp4');
+  await new Promise<void>((resolve) => capture.bind(port, '127.0.0.9', resolve));
+  const captured: Buffer[] = [];
+  capture.on('message', (packet, from) => {
+    if (from.address === '127.0.0.1') captured.push(packet);
+  });
+  const peers = [`127.0.0.1:${port}`, `127.0.0.2:${port}`, `127.0.0.9:${port}`];
+  const n1 = node('n1', '127.0.0.1', port, peers);
+  const n2 = node('n2', '127.0.0.2', port, peers);
+  n1.setLocal({ declaration: declare(VIPS), holdings: new Map(), unhealthy: new Set() });
+  await Promise.all([n1.start(), n2.start()]);
+  await waitFor('captures', () => captured.length >= 10);
+  await waitFor('n2 sees n1', () => !!peerOf(n2, 'n1')?.live);
+  const before = n2.counters().dropped_replay ?? 0;
+  // Replay from the capture socket (another source address): the sequence gives it away.
+  const replays = captured.slice(0, 5);
+  for (const packet of replays) capture.send(packet, port, '127.0.0.2');
+  await waitFor('replays dropped', () => (n2.counters().dropped_replay ?? 0) >= before + replays.length);
+  assert.equal(peerOf(n2, 'n1')?.address, '127.0.0.1', 'replays from elsewhere did not move the peer');
+  await Promise.all([n1.close(), n2.close()]);
+  await new Promise<void>((resolve) => capture.close(() => resolve()));
+});
+
+test('a stall of this process longer than dead-after emits stall and kills no peer', async () => {
+  const { nodes } = await trio({ deadAfterMs: 150 });
+  const [n1, n2] = nodes as [Membership, Membership];
+  await waitFor('all live', () => complete(n1, ['n2', 'n3']) && complete(n2, ['n1', 'n3']));
+  const stalls: Array<{ lagMs: number }> = [];
+  const downs: string[] = [];
+  n1.on('stall', (info: { lagMs: number }) => stalls.push(info));
+  n1.on('peer-down', (p: PeerState) => downs.push(p.node));
+  const busyUntil = Date.now() + 500;
+  while (Date.now() < busyUntil) {
+    // Block the event loop, like a long GC or a synchronous call.
+  }
+  await waitFor('stall event', () => stalls.length > 0);
+  assert.ok((stalls[0]?.lagMs ?? 0) > 150);
+  // Two more dead-after periods of normal running: everyone is still live.
+  const heard = n1.counters().heartbeats_received ?? 0;
+  await waitFor('more heartbeats', () => (n1.counters().heartbeats_received ?? 0) > heard + 12);
+  assert.deepEqual(downs, []);
+  assert.ok(peerOf(n1, 'n2')?.live && peerOf(n1, 'n3')?.live);
+  assert.ok((n1.counters().stalls ?? 0) >= 1);
+  await Promise.all(nodes.map((m) => m.close()));
+});
+
+test('a declaration of 4,096 VIPs is pulled in windows over real UDP; the heartbeat stays under 1,400 bytes', async () => {
+  const port = nextPort++;
+  const many = Array.from({ length: 4096 }, (_, i) => `198.18.${i >> 8}.${i & 255}`);
+  const capture = createSocket('udp4');
+  await new Promise<void>((resolve) => capture.bind(port, '127.0.0.9', resolve));
+  let largestHeartbeat = 0;
+  capture.on('message', (packet) => {
+    if (packet[3] === 1) largestHeartbeat = Math.max(largestHeartbeat, packet.length);
+  });
+  const peers = [`127.0.0.1:${port}`, `127.0.0.2:${port}`, `127.0.0.9:${port}`];
+  const big = node('big', '127.0.0.1', port, peers);
+  const other = node('other', '127.0.0.2', port, peers);
+  const holdings = new Map(many.map((ip, i) => [ip, i + 1]));
+  big.setLocal({ declaration: declare(many), holdings, unhealthy: new Set(many.slice(0, 100)) });
+  await Promise.all([big.start(), other.start()]);
+  await waitFor('complete view of big', () => !!peerOf(other, 'big')?.complete, 5000);
+  const view = peerOf(other, 'big');
+  assert.ok(view?.declaration?.equals(declare(many)));
+  assert.equal(view?.holdings.size, 4096);
+  assert.equal(view?.holdings.get('198.18.15.255'), 4096);
+  assert.equal((view?.unhealthy as Set<string>).size, 100);
+  await waitFor('a captured heartbeat', () => largestHeartbeat > 0);
+  assert.ok(largestHeartbeat < 1400, `heartbeat ${largestHeartbeat} bytes`);
+  await Promise.all([big.close(), other.close()]);
+  await new Promise<void>((resolve) => capture.close(() => resolve()));
+});
+
+test('multicast on loopback (TTL 0: never leaves this host)', async () => {
+  const port = nextPort++;
+  const extra = { multicast: '239.255.77.1', multicastInterface: '127.0.0.1', multicastTtl: 0 };
+  const a = node('a', '127.0.0.1', port, [], extra);
+  const b = node('b', '127.0.0.2', port, [], extra);
+  a.setLocal({ declaration: declare(VIPS), holdings: new Map([['198.18.0.1', 3]]), unhealthy: new Set() });
+  b.setLocal({ declaration: declare(VIPS), holdings: new Map(), unhealthy: new Set() });
+  await Promise.all([a.start(), b.start()]);
+  await waitFor('multicast views', () => !!peerOf(a, 'b')?.complete && peerOf(b, 'a')?.holdings.get('198.18.0.1') === 3 && !!peerOf(b, 'a')?.complete);
+  await Promise.all([a.close(), b.close()]);
+});
