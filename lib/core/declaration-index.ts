@@ -87,13 +87,35 @@ export interface DeclarationIndex {
   services: Int32Array;
   /** ipTable id of the leader when the VIP is a follower, or -1. */
   follows: Int32Array;
-  /** 1 when the declaring node names itself preferred. */
-  selfPreferred: Uint8Array;
   /** Slot of each VIP by ipTable id. */
   slotOf: Map<number, number>;
 }
 
 const cache = new WeakMap<NodeDeclaration, DeclarationIndex>();
+/**
+ * Indexes by content hash. Nodes usually share one config (modulo the node
+ * name, which is not part of the index), so equal declarations share one
+ * index object and the election compares groups of nodes, not nodes.
+ */
+const shared = new Map<number, DeclarationIndex[]>();
+
+function sameArray(a: Int32Array, b: Int32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function sameIndex(a: DeclarationIndex, b: DeclarationIndex): boolean {
+  return sameArray(a.vip, b.vip) && sameArray(a.binding, b.binding) && sameArray(a.preferred, b.preferred) && sameArray(a.services, b.services) && sameArray(a.follows, b.follows);
+}
+
+function contentHash(index: DeclarationIndex): number {
+  let h = 0x811c9dc5 ^ index.vip.length;
+  for (const array of [index.vip, index.binding, index.preferred, index.services, index.follows]) {
+    for (let i = 0; i < array.length; i++) h = Math.imul(h ^ (array[i] as number), 0x01000193);
+  }
+  return h >>> 0;
+}
 
 /** Human-readable services of a VIP declaration, also used as its UNSAFE signature. */
 export function describeServices(binding: string | null, ports: readonly number[], follows: string | null): string {
@@ -104,7 +126,10 @@ export function describeServices(binding: string | null, ports: readonly number[
   return parts.join(' + ') || 'no services';
 }
 
-/** The integer form of `d`, built once per declaration object. */
+/**
+ * The integer form of `d`, built once per declaration object; declarations
+ * with equal content (whatever their node) get the same index object.
+ */
 export function indexDeclaration(d: NodeDeclaration): DeclarationIndex {
   let index = cache.get(d);
   if (index) return index;
@@ -115,7 +140,6 @@ export function indexDeclaration(d: NodeDeclaration): DeclarationIndex {
     preferred: new Int32Array(n),
     services: new Int32Array(n),
     follows: new Int32Array(n),
-    selfPreferred: new Uint8Array(n),
     slotOf: new Map(),
   };
   for (let i = 0; i < n; i++) {
@@ -127,7 +151,14 @@ export function indexDeclaration(d: NodeDeclaration): DeclarationIndex {
     index.preferred[i] = v.preferred === null ? -1 : nameTable.id(v.preferred);
     index.services[i] = nameTable.id(describeServices(v.binding, v.ports, v.follows));
     index.follows[i] = v.follows === null ? -1 : ipTable.id(v.follows);
-    index.selfPreferred[i] = v.preferred === d.node ? 1 : 0;
+  }
+  const hash = contentHash(index);
+  const candidates = shared.get(hash) ?? [];
+  const existing = candidates.find((c) => sameIndex(c, index as DeclarationIndex));
+  if (existing) index = existing;
+  else {
+    candidates.push(index);
+    shared.set(hash, candidates);
   }
   cache.set(d, index);
   return index;

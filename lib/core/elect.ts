@@ -16,7 +16,12 @@
  * one at a time from their most loaded participant to one with at least two
  * fewer VIPs, until no such move is left: a joining node gets its share, and a
  * balanced cluster is left alone.
- * Followers take their leader's owner. Cost: linear in (node, VIP) pairs.
+ * Followers take their leader's owner.
+ *
+ * Cost: nodes whose declarations have equal content form one group, and
+ * declarations are compared per group, so the usual cluster (one config)
+ * costs O(VIPs) for the flags plus O(VIPs × nodes) only where a choice among
+ * participants is made (least-loaded, rebalance).
  */
 import { compareClaims } from './claim';
 import { DeclarationIndex, describeServices, indexDeclaration, ipTable, nameTable } from './declaration-index';
@@ -59,7 +64,10 @@ export interface VipOutcome {
   /** The rule that decided (for null owners: why there is none). */
   rule: Rule;
   flags: VipFlags;
-  /** Live nodes declaring the VIP, sorted. */
+  /**
+   * Live nodes declaring the VIP, sorted. Shared between outcomes with the
+   * same participants and frozen: copy it before changing it.
+   */
   participants: string[];
   /** The one preferred node named by live participants (null if none, or in conflict). */
   preferred: string | null;
@@ -153,66 +161,96 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
     if ((nodes[i] as NodeView).node === (nodes[i - 1] as NodeView).node) throw new Error(`view lists node ${JSON.stringify((nodes[i] as NodeView).node)} twice`);
   }
   const nodeCount = nodes.length;
-  const index: DeclarationIndex[] = nodes.map((n) => indexDeclaration(n.declaration));
   const live = nodes.map((n) => n.live);
   const nodeHash = nodes.map((n) => fnv1a(n.node));
   const nodeByNameId = new Map<number, number>();
   nodes.forEach((n, i) => nodeByNameId.set(nameTable.id(n.node), i));
+
+  // Groups: nodes whose declarations have equal content share one index, so
+  // declarations are compared per group (usually one) instead of per node.
+  const groupIndex: DeclarationIndex[] = [];
+  const groupLive: number[][] = [];
+  const groupOf = new Int32Array(nodeCount);
+  const groupByIndex = new Map<DeclarationIndex, number>();
+  for (let i = 0; i < nodeCount; i++) {
+    const ix = indexDeclaration((nodes[i] as NodeView).declaration);
+    let g = groupByIndex.get(ix);
+    if (g === undefined) {
+      g = groupIndex.length;
+      groupByIndex.set(ix, g);
+      groupIndex.push(ix);
+      groupLive.push([]);
+    }
+    groupOf[i] = g;
+    if (live[i]) (groupLive[g] as number[]).push(i);
+  }
+  const groupCount = groupIndex.length;
   const idCount = ipTable.texts.length;
 
-  // Participants per VIP in compressed rows: live declaring nodes in name order.
+  // Per VIP, the groups declaring it, in compressed rows (only groups with a
+  // live member participate; any group makes the VIP known).
   const present = new Uint8Array(idCount);
   const rowStart = new Int32Array(idCount + 1);
-  for (let i = 0; i < nodeCount; i++) {
-    const vips = (index[i] as DeclarationIndex).vip;
+  for (let g = 0; g < groupCount; g++) {
+    const vips = (groupIndex[g] as DeclarationIndex).vip;
+    const participating = (groupLive[g] as number[]).length > 0;
     for (let k = 0; k < vips.length; k++) {
       const id = vips[k] as number;
       present[id] = 1;
-      if (live[i]) rowStart[id + 1] = (rowStart[id + 1] as number) + 1;
+      if (participating) rowStart[id + 1] = (rowStart[id + 1] as number) + 1;
     }
   }
   for (let id = 0; id < idCount; id++) rowStart[id + 1] = (rowStart[id + 1] as number) + (rowStart[id] as number);
   const fill = rowStart.slice(0, idCount);
-  const partNode = new Int32Array(rowStart[idCount] as number);
-  const partSlot = new Int32Array(rowStart[idCount] as number);
+  const rowGroup = new Int32Array(rowStart[idCount] as number);
+  const rowSlot = new Int32Array(rowStart[idCount] as number);
+  for (let g = 0; g < groupCount; g++) {
+    if ((groupLive[g] as number[]).length === 0) continue;
+    const vips = (groupIndex[g] as DeclarationIndex).vip;
+    for (let k = 0; k < vips.length; k++) {
+      const id = vips[k] as number;
+      const at = fill[id] as number;
+      rowGroup[at] = g;
+      rowSlot[at] = k;
+      fill[id] = at + 1;
+    }
+  }
   let universeSize = 0;
   for (let id = 0; id < idCount; id++) universeSize += present[id] as number;
   const order = new Int32Array(universeSize);
   for (let id = 0, o = 0; id < idCount; id++) if (present[id]) order[o++] = id;
   ipTable.sortByAddress(order);
-  for (let i = 0; i < nodeCount; i++) {
-    if (!live[i]) continue;
-    const vips = (index[i] as DeclarationIndex).vip;
-    for (let k = 0; k < vips.length; k++) {
-      const id = vips[k] as number;
-      const at = fill[id] as number;
-      partNode[at] = i;
-      partSlot[at] = k;
-      fill[id] = at + 1;
-    }
-  }
 
   // Health: 'all', a set of VIP ids, or null. A node that cannot serve a
   // follower cannot serve its leader either: they move together.
   const unhealthyAll = new Uint8Array(nodeCount);
   const unhealthy: Array<Set<number> | null> = new Array(nodeCount).fill(null);
+  let anyUnhealthy = false;
   for (let i = 0; i < nodeCount; i++) {
     const u = (nodes[i] as NodeView).unhealthy;
-    if (u === 'all') unhealthyAll[i] = 1;
-    else if (u.size > 0) {
+    if (u === 'all') {
+      unhealthyAll[i] = 1;
+      anyUnhealthy = true;
+    } else if (u.size > 0) {
       const set = new Set<number>();
       for (const ip of u) {
         const id = ipTable.ids.get(ip);
         if (id !== undefined) set.add(id);
       }
-      const ix = index[i] as DeclarationIndex;
+      const ix = groupIndex[groupOf[i] as number] as DeclarationIndex;
       for (let k = 0; k < ix.vip.length; k++) {
         if ((ix.follows[k] as number) >= 0 && set.has(ix.vip[k] as number)) set.add(ix.follows[k] as number);
       }
       unhealthy[i] = set;
+      anyUnhealthy = true;
     }
   }
-  const healthy = (i: number, id: number): boolean => !unhealthyAll[i] && !(unhealthy[i]?.has(id) ?? false);
+  const healthy = (i: number, id: number): boolean => {
+    if (!anyUnhealthy) return true;
+    if (unhealthyAll[i] === 1) return false;
+    const set = unhealthy[i];
+    return set === null || set === undefined || !set.has(id);
+  };
 
   // Holders (live only) and the highest epoch anyone advertised.
   const holders: Array<number[] | undefined> = new Array(idCount);
@@ -230,45 +268,49 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
     }
   }
 
-  // Flags: compare the live participants' declarations of each VIP.
+  // Flags: compare the participating declarations of each VIP.
   const flags = new Uint8Array(idCount);
   const preferredName = new Int32Array(idCount).fill(-1);
   const leaderOf = new Int32Array(idCount).fill(-1);
   const vipOfBinding = new Map<number, number>();
   const multiAddressBindings = new Set<number>();
+  const noteBinding = (b: number, id: number): void => {
+    const seen = vipOfBinding.get(b);
+    if (seen === undefined) vipOfBinding.set(b, id);
+    else if (seen !== id) multiAddressBindings.add(b);
+  };
   for (let o = 0; o < universeSize; o++) {
     const id = order[o] as number;
-    let binding = -1;
-    let preferred = -1;
-    let services = -1;
-    let follows = -1;
+    const start = rowStart[id] as number;
+    const end = rowStart[id + 1] as number;
+    if (start === end) continue;
+    const first = groupIndex[rowGroup[start] as number] as DeclarationIndex;
+    const firstSlot = rowSlot[start] as number;
+    let binding = first.binding[firstSlot] as number;
+    let preferred = first.preferred[firstSlot] as number;
+    const services = first.services[firstSlot] as number;
+    const follows = first.follows[firstSlot] as number;
     let bits = 0;
-    for (let p = rowStart[id] as number, end = rowStart[id + 1] as number; p < end; p++) {
-      const ix = index[partNode[p] as number] as DeclarationIndex;
-      const k = partSlot[p] as number;
+    for (let r = start + 1; r < end; r++) {
+      const ix = groupIndex[rowGroup[r] as number] as DeclarationIndex;
+      const k = rowSlot[r] as number;
       const b = ix.binding[k] as number;
       const pr = ix.preferred[k] as number;
-      const s = ix.services[k] as number;
-      const f = ix.follows[k] as number;
-      if (p === rowStart[id]) {
-        services = s;
-        follows = f;
-      } else {
-        if (s !== services) bits |= F_UNSAFE;
-        if (f !== follows) bits |= F_BROKEN_FOLLOW;
-      }
-      if (b >= 0) {
+      if (ix.services[k] !== services) bits |= F_UNSAFE;
+      if (ix.follows[k] !== follows) bits |= F_BROKEN_FOLLOW;
+      if (b >= 0 && b !== binding) {
         if (binding < 0) binding = b;
-        else if (b !== binding) bits |= F_BROKEN_NAME;
-        const seen = vipOfBinding.get(b);
-        if (seen === undefined) vipOfBinding.set(b, id);
-        else if (seen !== id) multiAddressBindings.add(b);
+        else {
+          bits |= F_BROKEN_NAME;
+          noteBinding(b, id);
+        }
       }
-      if (pr >= 0) {
+      if (pr >= 0 && pr !== preferred) {
         if (preferred < 0) preferred = pr;
-        else if (pr !== preferred) bits |= F_CONFLICT;
+        else bits |= F_CONFLICT;
       }
     }
+    if (binding >= 0) noteBinding(binding, id);
     flags[id] = bits;
     preferredName[id] = bits & F_CONFLICT ? -1 : preferred;
     leaderOf[id] = bits & F_BROKEN_FOLLOW ? -1 : follows;
@@ -276,8 +318,8 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
   if (multiAddressBindings.size > 0) {
     for (let o = 0; o < universeSize; o++) {
       const id = order[o] as number;
-      for (let p = rowStart[id] as number, end = rowStart[id + 1] as number; p < end; p++) {
-        const b = (index[partNode[p] as number] as DeclarationIndex).binding[partSlot[p] as number] as number;
+      for (let r = rowStart[id] as number, end = rowStart[id + 1] as number; r < end; r++) {
+        const b = (groupIndex[rowGroup[r] as number] as DeclarationIndex).binding[rowSlot[r] as number] as number;
         if (b >= 0 && multiAddressBindings.has(b)) flags[id] = (flags[id] as number) | F_BROKEN_ADDRESS;
       }
     }
@@ -290,7 +332,7 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
   const rule = new Uint8Array(idCount).fill(R_UNDECIDED);
   const holdDownUntil = new Map<number, number>();
   const load = new Int32Array(nodeCount);
-  const participates = (i: number, id: number): boolean => live[i] === true && (index[i] as DeclarationIndex).slotOf.has(id);
+  const participates = (i: number, id: number): boolean => live[i] === true && (groupIndex[groupOf[i] as number] as DeclarationIndex).slotOf.has(id);
   const overrides = view.overrides;
 
   // Pass 1: the rules that do not depend on load.
@@ -306,11 +348,7 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
       rule[id] = R_NO_QUORUM;
       continue;
     }
-    let eligibleCount = 0;
-    for (let p = rowStart[id] as number, end = rowStart[id + 1] as number; p < end; p++) {
-      if (healthy(partNode[p] as number, id)) eligibleCount++;
-    }
-    if (eligibleCount === 0) {
+    if (!hasEligible(id)) {
       rule[id] = R_NO_PARTICIPANT;
       continue;
     }
@@ -318,9 +356,7 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
       const target = overrides.get(ipTable.texts[id] as string);
       const i = target === undefined ? undefined : nodeByNameId.get(nameTable.id(target));
       if (i !== undefined && participates(i, id) && healthy(i, id)) {
-        owner[id] = i;
-        rule[id] = R_OVERRIDE;
-        load[i] = (load[i] as number) + 1;
+        assign(id, i, R_OVERRIDE);
         continue;
       }
     }
@@ -333,10 +369,8 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
         // that may flap again; with no healthy holder there is nothing to preempt.
         const until = (nodes[i] as NodeView).liveSince + options.holdDownMs;
         const holderServes = held !== undefined && held.some((h) => participates(h, id) && healthy(h, id));
-        if (until <= view.now || !holderServes || held.includes(i)) {
-          owner[id] = i;
-          rule[id] = R_PREFERRED;
-          load[i] = (load[i] as number) + 1;
+        if (until <= view.now || !holderServes || (held as number[]).includes(i)) {
+          assign(id, i, R_PREFERRED);
           continue;
         }
         holdDownUntil.set(id, until);
@@ -347,13 +381,9 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
       for (const i of held) {
         if (!participates(i, id) || !healthy(i, id)) continue;
         if (id === traceId) trace?.holders.push((nodes[i] as NodeView).node);
-        if (best < 0 || compareHolders(nodes, index, id, i, best) < 0) best = i;
+        if (best < 0 || compareHolders(nodes, id, i, best) < 0) best = i;
       }
-      if (best >= 0) {
-        owner[id] = best;
-        rule[id] = R_STICKY;
-        load[best] = (load[best] as number) + 1;
-      }
+      if (best >= 0) assign(id, best, R_STICKY);
     }
   }
 
@@ -361,11 +391,8 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
   for (let o = 0; o < universeSize; o++) {
     const id = order[o] as number;
     if (rule[id] !== R_UNDECIDED || (leaderOf[id] as number) >= 0) continue;
-    const best = leastLoaded(id, -1);
     if (id === traceId && trace) trace.loads = loadsOf(id);
-    owner[id] = best;
-    rule[id] = R_LEAST_LOADED;
-    load[best] = (load[best] as number) + 1;
+    assign(id, leastLoaded(id, -1), R_LEAST_LOADED);
   }
 
   // Pass 3: graceful rebalance, one VIP at a time, only where it evens the load.
@@ -386,10 +413,8 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
           trace.loads = loadsOf(id);
           trace.rebalancedFrom ??= (nodes[from] as NodeView).node;
         }
-        owner[id] = to;
-        rule[id] = R_REBALANCE;
         load[from] = (load[from] as number) - 1;
-        load[to] = (load[to] as number) + 1;
+        assign(id, to, R_REBALANCE);
         moved = true;
       }
       if (!moved) break;
@@ -410,29 +435,47 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
     if (leaderOwner >= 0 && participates(leaderOwner, id)) owner[id] = leaderOwner;
   }
 
-  // The outcomes.
+  // The outcomes. Participant lists are shared between VIPs with the same
+  // participating groups (frozen, so nobody can change one through another).
+  const participantLists = new Map<string, readonly string[]>();
+  const noParticipants: readonly string[] = Object.freeze([]);
+  const participantsOf = (id: number): readonly string[] => {
+    const start = rowStart[id] as number;
+    const end = rowStart[id + 1] as number;
+    if (start === end) return noParticipants;
+    let key = String(rowGroup[start]);
+    for (let r = start + 1; r < end; r++) key += `,${rowGroup[r]}`;
+    let list = participantLists.get(key);
+    if (!list) {
+      const members: number[] = [];
+      for (let r = start; r < end; r++) members.push(...(groupLive[rowGroup[r] as number] as number[]));
+      list = Object.freeze(members.sort((a, b) => a - b).map((i) => (nodes[i] as NodeView).node));
+      participantLists.set(key, list);
+    }
+    return list;
+  };
   const outcomes = new Map<string, VipOutcome>();
   let wakeup: number | null = null;
   for (let o = 0; o < universeSize; o++) {
     const id = order[o] as number;
     const ip = ipTable.texts[id] as string;
-    const participants: string[] = [];
-    for (let p = rowStart[id] as number, end = rowStart[id + 1] as number; p < end; p++) participants.push((nodes[partNode[p] as number] as NodeView).node);
     const until = holdDownUntil.get(id) ?? null;
     if (until !== null && rule[id] !== R_BROKEN && (wakeup === null || until < wakeup)) wakeup = until;
     const bits = flags[id] as number;
     const leader = leaderOf[id] as number;
+    const ownerIndex = owner[id] as number;
+    const followerIds = followers.get(id);
     outcomes.set(ip, {
       ip,
-      owner: owner[id] === -1 ? null : (nodes[owner[id] as number] as NodeView).node,
+      owner: ownerIndex === -1 ? null : (nodes[ownerIndex] as NodeView).node,
       rule: RULES[rule[id] as number] as Rule,
-      flags: bits === 0 ? {} : evidenceOf(id, bits, nodes, index, rowStart, partNode, partSlot, multiAddressBindings),
-      participants,
+      flags: bits === 0 ? {} : evidenceOf(id, bits, nodes, participantRows(id), multiAddressBindings),
+      participants: participantsOf(id) as string[],
       preferred: preferredName[id] === -1 ? null : (nameTable.texts[preferredName[id] as number] as string),
       maxEpoch: maxEpoch[id] as number,
       holdDownUntil: until,
       follows: leader >= 0 ? (ipTable.texts[leader] as string) : null,
-      followers: (followers.get(id) ?? []).map((f) => ipTable.texts[f] as string),
+      followers: followerIds ? followerIds.map((f) => ipTable.texts[f] as string) : [],
     });
   }
   const loads = new Map<string, number>();
@@ -441,22 +484,39 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
   });
   return { assignment: { vips: outcomes, quorum, nextWakeup: wakeup, load: loads }, trace };
 
-  /** The eligible participant of `id` with the least load (except `skip`), ties by hash then name; -1 if none. */
+  function assign(id: number, i: number, how: number): void {
+    owner[id] = i;
+    rule[id] = how;
+    load[i] = (load[i] as number) + 1;
+  }
+
+  function hasEligible(id: number): boolean {
+    for (let r = rowStart[id] as number, end = rowStart[id + 1] as number; r < end; r++) {
+      for (const i of groupLive[rowGroup[r] as number] as number[]) if (healthy(i, id)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * The eligible participant of `id` with the least load (except `skip`),
+   * ties by the higher rendezvous score, then the lower name; -1 if none.
+   */
   function leastLoaded(id: number, skip: number): number {
     let best = -1;
     let bestLoad = 0;
     let bestScore = 0;
     const vipHash = ipTable.hashes[id] as number;
-    for (let p = rowStart[id] as number, end = rowStart[id + 1] as number; p < end; p++) {
-      const i = partNode[p] as number;
-      if (i === skip || !healthy(i, id)) continue;
-      const l = load[i] as number;
-      if (best >= 0 && l > bestLoad) continue;
-      const score = rendezvousScore(vipHash, nodeHash[i] as number);
-      if (best < 0 || l < bestLoad || score > bestScore) {
-        best = i;
-        bestLoad = l;
-        bestScore = score;
+    for (let r = rowStart[id] as number, end = rowStart[id + 1] as number; r < end; r++) {
+      for (const i of groupLive[rowGroup[r] as number] as number[]) {
+        if (i === skip || !healthy(i, id)) continue;
+        const l = load[i] as number;
+        if (best >= 0 && l > bestLoad) continue;
+        const score = rendezvousScore(vipHash, nodeHash[i] as number);
+        if (best < 0 || l < bestLoad || score > bestScore || (score === bestScore && i < best)) {
+          best = i;
+          bestLoad = l;
+          bestScore = score;
+        }
       }
     }
     return best;
@@ -465,30 +525,41 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
   /** The highest load among the eligible participants of `id`. */
   function mostLoaded(id: number): number {
     let max = 0;
-    for (let p = rowStart[id] as number, end = rowStart[id + 1] as number; p < end; p++) {
-      const i = partNode[p] as number;
-      if (healthy(i, id) && (load[i] as number) > max) max = load[i] as number;
+    for (let r = rowStart[id] as number, end = rowStart[id + 1] as number; r < end; r++) {
+      for (const i of groupLive[rowGroup[r] as number] as number[]) {
+        if (healthy(i, id) && (load[i] as number) > max) max = load[i] as number;
+      }
     }
     return max;
   }
 
   function loadsOf(id: number): Map<string, number> {
     const out = new Map<string, number>();
-    for (let p = rowStart[id] as number, end = rowStart[id + 1] as number; p < end; p++) {
-      const i = partNode[p] as number;
-      if (healthy(i, id)) out.set((nodes[i] as NodeView).node, load[i] as number);
+    for (let r = rowStart[id] as number, end = rowStart[id + 1] as number; r < end; r++) {
+      for (const i of groupLive[rowGroup[r] as number] as number[]) {
+        if (healthy(i, id)) out.set((nodes[i] as NodeView).node, load[i] as number);
+      }
     }
     return out;
+  }
+
+  /** Live participants of `id` with their declaration slot, sorted by name (rare path). */
+  function participantRows(id: number): Array<{ node: NodeView; slot: number }> {
+    const rows: Array<{ i: number; slot: number }> = [];
+    for (let r = rowStart[id] as number, end = rowStart[id + 1] as number; r < end; r++) {
+      for (const i of groupLive[rowGroup[r] as number] as number[]) rows.push({ i, slot: rowSlot[r] as number });
+    }
+    return rows.sort((a, b) => a.i - b.i).map((r) => ({ node: nodes[r.i] as NodeView, slot: r.slot }));
   }
 }
 
 /** Orders two live holders of the same VIP by their claims (see claim.ts). */
-function compareHolders(nodes: NodeView[], index: DeclarationIndex[], id: number, a: number, b: number): number {
+function compareHolders(nodes: NodeView[], id: number, a: number, b: number): number {
   const ip = ipTable.texts[id] as string;
   const claim = (i: number) => {
-    const ix = index[i] as DeclarationIndex;
-    const slot = ix.slotOf.get(id) as number;
-    return { node: (nodes[i] as NodeView).node, epoch: (nodes[i] as NodeView).holding.get(ip) ?? 0, preferred: ix.selfPreferred[slot] === 1 };
+    const n = nodes[i] as NodeView;
+    const own = n.declaration.vips.find((v) => v.ip === ip);
+    return { node: n.node, epoch: n.holding.get(ip) ?? 0, preferred: own !== undefined && own.preferred === n.node };
   };
   return compareClaims(claim(a), claim(b));
 }
@@ -498,18 +569,11 @@ function evidenceOf(
   id: number,
   bits: number,
   nodes: NodeView[],
-  index: DeclarationIndex[],
-  rowStart: Int32Array,
-  partNode: Int32Array,
-  partSlot: Int32Array,
+  rows: Array<{ node: NodeView; slot: number }>,
   multiAddressBindings: Set<number>,
 ): VipFlags {
   const ip = ipTable.texts[id] as string;
   const out: VipFlags = {};
-  const rows: Array<{ node: NodeView; slot: number }> = [];
-  for (let p = rowStart[id] as number, end = rowStart[id + 1] as number; p < end; p++) {
-    rows.push({ node: nodes[partNode[p] as number] as NodeView, slot: partSlot[p] as number });
-  }
   const vipOf = (row: { node: NodeView; slot: number }) => row.node.declaration.vips[row.slot] as NonNullable<NodeView['declaration']['vips'][number]>;
   if (bits & F_CONFLICT) {
     const claims = rows.map((r) => ({ node: r.node.node, value: vipOf(r).preferred ?? '(none)' }));
