@@ -64,7 +64,7 @@ export function explain(view: ClusterView, ip: string, options: ElectOptions): E
   const declaring = view.nodes
     .filter((n) => n.declaration.vips.some((v) => v.ip === ip))
     .sort((a, b) => (a.node < b.node ? -1 : 1));
-  const candidates = declaring.map((n) => explainCandidate(n, outcome, view, options, trace as ElectionTrace, assignment.vips));
+  const candidates = declaring.map((n) => explainCandidate(n, outcome, options, trace as ElectionTrace, assignment.vips));
   return {
     ip,
     owner: outcome.owner,
@@ -96,7 +96,6 @@ function summarize(outcome: VipOutcome, view: ClusterView, options: ElectOptions
 function explainCandidate(
   n: NodeView,
   outcome: VipOutcome,
-  view: ClusterView,
   options: ElectOptions,
   trace: ElectionTrace,
   vips: ReadonlyMap<string, VipOutcome>,
