@@ -188,6 +188,8 @@ export class VipCluster extends EventEmitter<ClusterEvents> {
     this.membership.on('change', () => this.requestReconcile());
     this.membership.on('stall', (event: { lagMs: number }) => {
       this.count('stalls_total');
+      // Our own stall (GC, SIGSTOP, a blocked loop): what we know is stale.
+      this.resettle();
       this.emit('stall', event);
     });
     this.membership.on('error', (error: Error) => this.emit('error', { operation: 'membership', error }));
@@ -369,9 +371,13 @@ export class VipCluster extends EventEmitter<ClusterEvents> {
     this.reportOutcomes(assignment);
 
     const settled = t >= this.settleUntil;
-    const actions: Array<{ type: 'release'; ip: string; reason: string; detail: string } | { type: 'acquire'; ip: string; epoch: number }> = settled
-      ? plan(this.node, view, assignment, this.lastKnownEpochs)
-      : [];
+    // Until settled (boot, link back up, after a stall) only releases go ahead.
+    const actions: Array<{ type: 'release'; ip: string; reason: string; detail: string } | { type: 'acquire'; ip: string; epoch: number }> = plan(
+      this.node,
+      view,
+      assignment,
+      this.lastKnownEpochs,
+    ).filter((a) => settled || a.type === 'release');
     // Clash: views may differ (asymmetric loss), so a holder also yields to a
     // better claim it hears, by an order that needs no agreement on the view.
     for (const slot of this.slots.values()) {
@@ -540,6 +546,10 @@ export class VipCluster extends EventEmitter<ClusterEvents> {
     if (event.type === 'link') {
       if (this.health.setLink(event.ifname, event.up && event.running)) {
         this.count('link_changes_total');
+        // Back from a dead link we know nothing current about the peers (they
+        // timed out here while we were cut off): listen one dead-after period
+        // before acquiring, exactly as at boot, instead of grabbing every VIP.
+        if (event.up && event.running) this.resettle();
         for (const slot of this.slots.values()) {
           if (slot.vip.interface === event.ifname && !(event.up && event.running)) {
             this.emit('unhealthy', { ip: slot.vip.ip, reason: 'link-down', detail: `link ${event.ifname} is down` });
@@ -665,6 +675,12 @@ export class VipCluster extends EventEmitter<ClusterEvents> {
   }
 
   // --- helpers -------------------------------------------------------------
+
+  /** No acquisitions for one dead-after period (releases still happen). */
+  private resettle(): void {
+    this.settleUntil = Math.max(this.settleUntil, now() + this.config.timers.deadAfterMs);
+    this.schedule(this.config.timers.deadAfterMs + 1, () => this.requestReconcile());
+  }
 
   private holdings(): Map<string, number> {
     const held = new Map<string, number>();

@@ -5,6 +5,7 @@
 // nodes' own opinion of themselves.
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
+import * as fs from 'node:fs';
 import { fixturePath, Lab, labSkipReason, LabProcess, vip4, vip6, waitFor } from './harness';
 
 const SECRET = 'correct horse battery staple';
@@ -29,6 +30,12 @@ function configFor(lab: Lab, node: string, vips: Declared[], extra: Record<strin
     // Every VIP carries an SMTP listener, so acquiring really starts a server on it.
     listeners: vips.map((v) => (v.ip.includes(':') ? `[${v.ip}]:2525` : `${v.ip}:2525`)),
     vips: vipSettings,
+    // Explicit topology: a node whose link went down has lost its IPv6 subnet
+    // address (keep_addr_on_down=0), so the subnet cannot tell the interface.
+    topology: [
+      { cidr: '198.18.0.0/16', interface: 'eth0' },
+      { cidr: '2001:db8::/64', interface: 'eth0' },
+    ],
     timers: { holdDownMs: HOLD_DOWN_MS },
     ...extra,
   };
@@ -56,6 +63,30 @@ class Cluster {
     const p = this.proc(node);
     p.send({ cmd: 'status' });
     return ((await p.nextMessage((m) => m.type === 'status', 5000)) as any).status;
+  }
+
+  /** Every running node's status and the kernel's VIP addresses, for failure messages. */
+  async dump(): Promise<string> {
+    const out: string[] = [];
+    for (const [node, proc] of this.procs) {
+      try {
+        const st = await this.status(node);
+        out.push(`${node}: settled=${st.settled} quorum=${st.quorum} vips=${JSON.stringify(st.vips.map((v: any) => [v.ip, v.phase, v.owner, v.rule, v.epoch, v.unhealthy?.reason]))} peers=${JSON.stringify(st.peers.map((p: any) => [p.node, p.live, p.complete, p.holding]))}`);
+      } catch (error) {
+        out.push(`${node}: no status (${(error as Error).message.slice(0, 200)}); stderr ${proc.stderr.slice(-500)}`);
+      }
+    }
+    for (const h of this.lab.hosts()) out.push(`${h.name} addresses: ${(await this.lab.addresses(h.name)).map((a) => a.address).join(' ')}`);
+    return out.join('\n');
+  }
+
+  /** waitFor, with the cluster's state in the error when it times out. */
+  async until<T>(probe: () => Promise<T | null | undefined | false>, timeoutMs: number, what: string): Promise<T> {
+    try {
+      return await waitFor(probe, { timeoutMs, intervalMs: 50, what });
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n${await this.dump()}`);
+    }
   }
 
   async stopAll(): Promise<void> {
@@ -101,7 +132,14 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
   afterEach(async () => {
     await cluster?.stopAll();
     for (const h of NODES) await lab.clearFaults(h).catch(() => undefined);
-    for (const h of NODES) await lab.linkUp(h).catch(() => undefined);
+    for (const h of NODES) {
+      await lab.linkUp(h).catch(() => undefined);
+      // Link down flushed the host's IPv6 address (keep_addr_on_down=0): put it back.
+      const host = lab.host(h);
+      if (!(await lab.addresses(h)).some((a) => a.address === host.ipv6)) {
+        await lab.exec(h, ['ip', 'addr', 'add', `${host.ipv6}/64`, 'dev', 'eth0', 'nodad']);
+      }
+    }
     // A SIGKILLed node leaves its aliases behind; the next test starts clean.
     for (const h of NODES) {
       for (const a of await lab.addresses(h)) {
@@ -193,4 +231,201 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
     assert.ok(acquired.at - startedAt >= HOLD_DOWN_MS, `n1 took ${vip4(1)} back ${acquired.at - startedAt} ms after its start (hold-down ${HOLD_DOWN_MS} ms)`);
     assert.deepEqual(await settledHolders(lab, [vip4(1)]), new Map([[vip4(1), 'n1']]));
   });
+
+  test('link down on a holder: it gives its VIPs up, the others take them; after link up exactly one holder each', async () => {
+    cluster = new Cluster(lab);
+    await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, DEFAULT_VIPS))));
+    const ips = DEFAULT_VIPS.map((v) => v.ip);
+    await cluster.until(async () => (await holdersOf(lab, vip4(1))).join() === 'n1', 15_000, 'n1 holding its preferred VIP');
+    await lab.linkDown('n1');
+    // n1's watch sees its link go: it removes its aliases (it could not serve them),
+    // and n2/n3, no longer hearing it, take every VIP.
+    await cluster.until(
+      async () => {
+        if ((await lab.addresses('n1')).some((a) => ips.includes(a.address))) return null;
+        return settledHolders(lab, ips, ['n2', 'n3'], 100).catch(() => null);
+      },
+      10_000,
+      'n1 holding no VIP with its link down, n2/n3 one holder each',
+    );
+    await cluster.proc('n1').nextMessage((m) => m.type === 'event' && m.name === 'unhealthy' && m.data.reason === 'link-down', 5000);
+    await lab.linkUp('n1');
+    const healed = await cluster.until(
+      async () => {
+        const map = await settledHolders(lab, ips, NODES, 100).catch(() => null);
+        return map?.get(vip4(1)) === 'n1' ? map : null;
+      },
+      15_000,
+      'one holder each after link up, n1 holding its preferred VIP again',
+    );
+    assert.equal(healed.size, ips.length);
+  });
+
+  test('partition and heal without quorum: both sides serve, then exactly one holder each', async () => {
+    cluster = new Cluster(lab);
+    await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, DEFAULT_VIPS))));
+    const ips = DEFAULT_VIPS.map((v) => v.ip);
+    await settledHolders(lab, ips);
+    await lab.partition('n1', 'n2');
+    await lab.partition('n1', 'n3');
+    // Like VRRP: the isolated n1 serves every VIP, and so do n2+n3 on their side.
+    await waitFor(async () => {
+      for (const ip of ips) if (!(await holdersOf(lab, ip, ['n1'])).length) return null;
+      return true;
+    }, { timeoutMs: 10_000, what: 'isolated n1 holding every VIP' });
+    await settledHolders(lab, ips, ['n2', 'n3']);
+    await lab.heal('n1', 'n2');
+    await lab.heal('n1', 'n3');
+    const after_ = await settledHolders(lab, ips, NODES, 10_000);
+    assert.equal(after_.size, ips.length);
+    const status = await cluster.status('n1');
+    assert.ok(status.counters.clashes_total + status.counters.releases_total > 0, 'n1 settled the clash by releasing');
+  });
+
+  test('partition with quorum: the minority side holds nothing, the majority holds everything', async () => {
+    cluster = new Cluster(lab);
+    await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, DEFAULT_VIPS, { quorum: true }))));
+    const ips = DEFAULT_VIPS.map((v) => v.ip);
+    await waitFor(async () => ((await holdersOf(lab, vip4(1))).join() === 'n1' ? true : null), { timeoutMs: 15_000, what: 'n1 holding its preferred VIP' });
+    await lab.partition('n1', 'n2');
+    await lab.partition('n1', 'n3');
+    await settledHolders(lab, ips, ['n2', 'n3'], 10_000);
+    await waitFor(async () => ((await lab.addresses('n1')).some((a) => a.address.startsWith('198.18.1.') || a.address.startsWith('2001:db8::1:')) ? null : true), {
+      timeoutMs: 5000,
+      what: 'n1 (1 of 3, no quorum) holding no VIP',
+    });
+    const status = await cluster.status('n1');
+    assert.equal(status.quorum, false);
+    await lab.heal('n1', 'n2');
+    await lab.heal('n1', 'n3');
+    await waitFor(async () => ((await settledHolders(lab, ips)).get(vip4(1)) === 'n1' ? true : null), { timeoutMs: 15_000, what: 'n1 back with quorum and its preferred VIP' });
+  });
+
+  test('a node with the wrong secret and replayed real packets change nothing and are counted', async () => {
+    cluster = new Cluster(lab);
+    await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, DEFAULT_VIPS))));
+    const ips = DEFAULT_VIPS.map((v) => v.ip);
+    const holdersBefore = await waitFor(
+      async () => {
+        const map = await settledHolders(lab, ips);
+        return DEFAULT_VIPS.every((v) => !v.preferred || map.get(v.ip) === v.preferred) ? map : null;
+      },
+      { timeoutMs: 15_000, intervalMs: 100, what: 'settled cluster' },
+    );
+    // Capture real heartbeats arriving at n2.
+    const pcap = `/tmp/${lab.id}-n2.pcap`;
+    await lab.exec('n2', ['tcpdump', '-i', 'eth0', '-c', '40', '-w', pcap, '-U', 'udp', 'port', '7946'], { timeoutMs: 10_000 });
+    const payloads = udpPayloads(pcap);
+    assert.ok(payloads.length >= 20, `captured ${payloads.length} packets`);
+
+    // An intruder with the wrong secret, claiming the same VIPs from the client namespace.
+    const intruder = lab.spawnNode('client', fixturePath('cluster-node'), [
+      JSON.stringify({ ...configFor(lab, 'client', []), node: 'intruder', cluster: { id: 'lab', secret: 'not the cluster secret!', bind: lab.host('client').ipv4, peers: NODES.map((n) => lab.host(n).ipv4) } }),
+    ]);
+    try {
+      await intruder.nextMessage((m) => m.type === 'started', 10_000);
+      const before = (await cluster.status('n2')).counters;
+      // Replay every captured packet to n2, twice.
+      const script = `const s=require('dgram').createSocket('udp4');const p=${JSON.stringify(payloads.map((b) => b.toString('hex')))};let i=0;const next=()=>{if(i>=p.length*2){s.close();return}s.send(Buffer.from(p[i%p.length],'hex'),7946,'${lab.host('n2').ipv4}',next);i++};next();`;
+      await lab.exec('client', [process.execPath, '-e', script]);
+      const after_ = await waitFor(
+        async () => {
+          const c = (await cluster.status('n2')).counters;
+          return c.dropped_bad_mac > before.dropped_bad_mac && c.dropped_replay + c.dropped_old_incarnation >= before.dropped_replay + before.dropped_old_incarnation + payloads.length ? c : null;
+        },
+        { timeoutMs: 5000, what: 'n2 counting the intruder as bad MAC and every replay as dropped' },
+      );
+      assert.ok(after_.dropped_bad_mac > 0);
+      const status = await cluster.status('n2');
+      assert.ok(!status.peers.some((p: any) => p.node === 'intruder'), 'intruder never became a peer');
+      assert.deepEqual(await settledHolders(lab, ips), holdersBefore, 'holders unchanged');
+    } finally {
+      await intruder.stop();
+      fs.rmSync(pcap, { force: true });
+    }
+  });
+
+  test('disjoint participation: each VIP only ever lands on a node that declares it', async () => {
+    cluster = new Cluster(lab);
+    // n1: A B, n2: B C, n3: C A (overlapping, different sets).
+    const A = vip4(11), B = vip4(12), C = vip4(13);
+    const sets: Record<NodeName, string[]> = { n1: [A, B], n2: [B, C], n3: [C, A] };
+    await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, sets[n].map((ip) => ({ ip }))))));
+    const holders = await settledHolders(lab, [A, B, C]);
+    for (const [ip, holder] of holders) assert.ok(sets[holder as NodeName].includes(ip), `${ip} on ${holder}, which does not declare it`);
+    const victim = holders.get(A) as NodeName;
+    const proc = cluster.proc(victim);
+    proc.kill('SIGKILL');
+    await proc.exited;
+    cluster.procs.delete(victim);
+    const survivors = NODES.filter((n) => n !== victim);
+    const moved = await settledHolders(lab, [A], survivors);
+    const newHolder = moved.get(A) as NodeName;
+    assert.ok(sets[newHolder].includes(A), `${A} moved to ${newHolder}, which declares it`);
+  });
+
+  test('graceful shutdown releases at once: peers take over without waiting for dead-after', async () => {
+    cluster = new Cluster(lab);
+    // A long dead-after makes the difference visible: a goodbye must not wait for it.
+    const slow = { timers: { holdDownMs: HOLD_DOWN_MS, heartbeatMs: 100, deadAfterMs: 20_000 } };
+    await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, DEFAULT_VIPS, slow))));
+    const holder = (await settledHolders(lab, [vip4(4)], NODES, 30_000)).get(vip4(4)) as string;
+    const proc = cluster.proc(holder);
+    proc.kill('SIGTERM');
+    const closed = (await proc.nextMessage((m) => m.type === 'closed', 10_000)) as { tookMs: number };
+    await proc.exited;
+    cluster.procs.delete(holder);
+    assert.deepEqual(await holdersOf(lab, vip4(4), [holder]), [], 'the closing node removed its alias');
+    // Well within the 20 s dead-after: only the goodbye can explain it.
+    const moved = await settledHolders(lab, [vip4(4)], NODES.filter((n) => n !== holder), 10_000);
+    assert.notEqual(moved.get(vip4(4)), holder);
+    assert.ok(closed.tookMs < 20_000);
+  });
+
+  test('a listener that cannot bind marks the node unhealthy for that VIP and another node takes it', async () => {
+    cluster = new Cluster(lab);
+    // On n1, something else already listens on VIP 1's port (ip_nonlocal_bind lets it bind before the VIP exists).
+    await lab.sysctl('n1', 'net.ipv4.ip_nonlocal_bind', '1');
+    const squatter = lab.spawnNode('n1', fixturePath('port-squatter'), [vip4(1), '2525']);
+    try {
+      await squatter.nextMessage((m) => m.type === 'listening', 5000);
+      await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, DEFAULT_VIPS))));
+      const unhealthy = (await cluster.proc('n1').nextMessage((m) => m.type === 'event' && m.name === 'unhealthy' && m.data.ip === vip4(1), 15_000)) as any;
+      assert.equal(unhealthy.data.reason, 'listen-failed');
+      assert.match(unhealthy.data.detail, /EADDRINUSE|in use/);
+      const holder = (await settledHolders(lab, [vip4(1)], NODES, 10_000)).get(vip4(1));
+      assert.notEqual(holder, 'n1', 'the preferred but broken node does not black-hole the VIP');
+    } finally {
+      await squatter.stop();
+      await lab.sysctl('n1', 'net.ipv4.ip_nonlocal_bind', '0');
+    }
+  });
+
+  test('a VIP removed behind the holder\'s back is restored and re-announced', async () => {
+    cluster = new Cluster(lab);
+    await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, DEFAULT_VIPS))));
+    const holder = (await settledHolders(lab, [vip4(4)])).get(vip4(4)) as string;
+    await lab.exec(holder, ['ip', 'addr', 'del', `${vip4(4)}/32`, 'dev', 'eth0']);
+    await cluster.proc(holder).nextMessage((m) => m.type === 'event' && m.name === 'address-restored' && m.data.ip === vip4(4), 5000);
+    assert.deepEqual(await holdersOf(lab, vip4(4)), [holder]);
+  });
 });
+
+/** The UDP payloads of an Ethernet pcap file (IPv4 only, no options parsing beyond IHL). */
+function udpPayloads(file: string): Buffer[] {
+  const data = fs.readFileSync(file);
+  const out: Buffer[] = [];
+  let offset = 24; // global header
+  while (offset + 16 <= data.length) {
+    const captured = data.readUInt32LE(offset + 8);
+    const frame = data.subarray(offset + 16, offset + 16 + captured);
+    offset += 16 + captured;
+    if (frame.length < 14 + 20 + 8 || frame.readUInt16BE(12) !== 0x0800) continue;
+    const ihl = ((frame[14] as number) & 0x0f) * 4;
+    if (frame[14 + 9] !== 17) continue;
+    const udp = 14 + ihl;
+    const length = frame.readUInt16BE(udp + 4);
+    out.push(Buffer.from(frame.subarray(udp + 8, udp + length)));
+  }
+  return out;
+}
