@@ -10,6 +10,7 @@
         "native/args.cc",
         "native/arp.cc",
         "native/arp_all_hosts.cc",
+        "native/close_later.cc",
         "native/errors.cc",
         "native/ifaces.cc",
         "native/ip.cc",

@@ -40,7 +40,6 @@ class AnnounceWorker : public PromiseWorker {
   void Run() override {
     const char* action = "sending gratuitous ARP/NA";
     LinkInfo link = ResolveLink(ifname_, action);
-    PacketSocket socket(link.index, 0, action);  // protocol 0: send only, receive nothing
 
     // Build every frame once; rounds resend the same bytes.
     std::vector<std::vector<uint8_t>> frames;
@@ -60,7 +59,7 @@ class AnnounceWorker : public PromiseWorker {
     for (uint32_t round = 0; round < count_; round++) {
       if (round > 0 && intervalMs_ > 0) SleepMs(intervalMs_);
       for (const auto& frame : frames) {
-        socket.Send(frame.data(), frame.size(), action);
+        SendFrame(link.index, frame.data(), frame.size(), action);
         sent_++;
       }
     }

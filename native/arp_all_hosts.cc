@@ -44,7 +44,6 @@ class ArpAllHostsWorker : public PromiseWorker {
     LinkInfo link = ResolveLink(ifname_, action);
     std::vector<NeighbourEntry> neighbours = DumpNeighbours(link.index, action);
     neighbours.insert(neighbours.end(), extra_.begin(), extra_.end());
-    PacketSocket socket(link.index, 0, action);
     std::set<std::string> done;  // address bytes + MAC
     for (const NeighbourEntry& neighbour : neighbours) {
       if (!Usable(neighbour) || neighbour.address.family != address_.family) continue;
@@ -66,7 +65,7 @@ class ArpAllHostsWorker : public PromiseWorker {
         length = BuildAdvertisement(frame, neighbour.mac, link.mac, address_.bytes,
                                     neighbour.address.bytes, address_.bytes);
       }
-      socket.Send(frame, length, action);
+      SendFrame(link.index, frame, length, action);
       sent_++;
     }
   }

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "close_later.h"
 #include "errors.h"
 #include "fd.h"
 
@@ -62,6 +63,10 @@ class EventReader {
     ssize_t written = write(wake_.get(), &one, sizeof one);
     (void)written;  // the eventfd cannot be full: it is written once
     if (thread_.joinable()) thread_.join();
+    // Now, not when JS garbage-collects the handle; in the background because
+    // closing a packet socket waits for an RCU grace period.
+    CloseLater(std::move(socket_));
+    wake_.Reset();
   }
 
   static void OnEnvCleanup(void* self) {

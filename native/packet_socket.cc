@@ -8,12 +8,68 @@
 #include <time.h>
 
 #include <cerrno>
+#include <cstring>
+#include <mutex>
 
+#include "close_later.h"
 #include "errors.h"
 
-PacketSocket::PacketSocket(int ifindex, uint16_t protocol, const char* action) {
-  fd_ = Fd(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(protocol)));
+namespace {
+
+// send()/sendto() with a bounded wait when the socket buffer is full: a burst
+// of 1,000 frames must not fail the batch.
+void SendWithRetry(int fd, const uint8_t* frame, size_t length, const sockaddr_ll* to,
+                   const char* action) {
+  for (int attempt = 0;; attempt++) {
+    ssize_t sent = to ? sendto(fd, frame, length, 0, reinterpret_cast<const sockaddr*>(to), sizeof *to)
+                      : send(fd, frame, length, 0);
+    if (sent >= 0) return;
+    if (errno == EINTR) continue;
+    if ((errno == EAGAIN || errno == ENOBUFS) && attempt < 100) {
+      pollfd writable = {fd, POLLOUT, 0};
+      poll(&writable, 1, 10);
+      continue;
+    }
+    ThrowErrno(to ? "sendto" : "send", action, Capability::kNetRaw);
+  }
+}
+
+std::mutex sendSocketMutex;
+int sendSocket = -1;  // never closed: one fd for the life of the process
+
+int SendSocket(const char* action) {
+  std::lock_guard<std::mutex> lock(sendSocketMutex);
+  if (sendSocket < 0) {
+    // Not cached on failure: a later call may have gained the capability.
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) ThrowErrno("socket", action, Capability::kNetRaw);
+    sendSocket = fd;
+  }
+  return sendSocket;
+}
+
+}  // namespace
+
+void SendFrame(int ifindex, const uint8_t* frame, size_t length, const char* action) {
+  sockaddr_ll to = {};
+  to.sll_family = AF_PACKET;
+  to.sll_ifindex = ifindex;
+  to.sll_halen = 6;
+  std::memcpy(to.sll_addr, frame, 6);  // the frame's Ethernet destination
+  SendWithRetry(SendSocket(action), frame, length, &to, action);
+}
+
+PacketSocket::PacketSocket(int ifindex, uint16_t protocol, const char* action,
+                           const sock_fprog* filter) {
+  // Protocol 0 at creation, the real one at bind: the socket then hooks into
+  // the stack once, already bound, which avoids a second grace period (and
+  // frames from other interfaces queued before the bind).
+  fd_ = Fd(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd_.valid()) ThrowErrno("socket", action, Capability::kNetRaw);
+  if (filter != nullptr &&
+      setsockopt(fd_.get(), SOL_SOCKET, SO_ATTACH_FILTER, filter, sizeof *filter) != 0) {
+    ThrowErrno("setsockopt SO_ATTACH_FILTER", action, Capability::kNetRaw);
+  }
   sockaddr_ll local = {};
   local.sll_family = AF_PACKET;
   local.sll_protocol = htons(protocol);
@@ -23,20 +79,10 @@ PacketSocket::PacketSocket(int ifindex, uint16_t protocol, const char* action) {
   }
 }
 
+PacketSocket::~PacketSocket() { CloseLater(std::move(fd_)); }
+
 void PacketSocket::Send(const uint8_t* frame, size_t length, const char* action) {
-  // A burst of 1,000 frames can fill the socket's send buffer: wait for room
-  // a bounded number of times instead of failing the whole batch.
-  for (int attempt = 0;; attempt++) {
-    ssize_t sent = send(fd_.get(), frame, length, 0);
-    if (sent >= 0) return;
-    if (errno == EINTR) continue;
-    if ((errno == EAGAIN || errno == ENOBUFS) && attempt < 100) {
-      pollfd writable = {fd_.get(), POLLOUT, 0};
-      poll(&writable, 1, 10);
-      continue;
-    }
-    ThrowErrno("send", action, Capability::kNetRaw);
-  }
+  SendWithRetry(fd_.get(), frame, length, nullptr, action);
 }
 
 ssize_t PacketSocket::Receive(uint8_t* buffer, size_t size, int timeoutMs, const char* action) {

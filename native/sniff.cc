@@ -51,8 +51,7 @@ struct SniffState {
 // Kernel-side filter: only ARP, and ICMPv6 neighbour advertisements without
 // extension headers, reach this socket; everything else on a busy link is
 // dropped before it is copied.
-void AttachFilter(int fd) {
-  sock_filter code[] = {
+const sock_filter kFilterCode[] = {
       BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12),                 // ethertype
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_ARP, 5, 0),   // ARP -> accept
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IPV6, 0, 5),  // not IPv6 -> drop
@@ -62,12 +61,7 @@ void AttachFilter(int fd) {
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kNeighbourAdvertisement, 0, 1),
       BPF_STMT(BPF_RET | BPF_K, 0xffff),                      // accept
       BPF_STMT(BPF_RET | BPF_K, 0),                           // drop
-  };
-  sock_fprog program = {static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
-  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) != 0) {
-    ThrowErrno("setsockopt SO_ATTACH_FILTER", "sniffing ARP/NA", Capability::kNetRaw);
-  }
-}
+};
 
 bool Classify(SniffState& state, const uint8_t* frame, size_t length, SniffEvent* event) {
   ArpFrame arp;
@@ -145,8 +139,9 @@ class Sniffer : public Napi::ObjectWrap<Sniffer> {
     try {
       const char* action = "sniffing ARP/NA";
       state_->link = ResolveLink(ifname, action);
-      PacketSocket socket(state_->link.index, ETH_P_ALL, action);
-      AttachFilter(socket.fd());
+      sock_fprog filter = {static_cast<unsigned short>(sizeof kFilterCode / sizeof kFilterCode[0]),
+                           const_cast<sock_filter*>(kFilterCode)};
+      PacketSocket socket(state_->link.index, ETH_P_ALL, action, &filter);
       reader_ = std::make_unique<EventReader<SniffEvent>>(info.Env(), callback, "mta_vip.sniff",
                                                          socket.TakeFd(), Drain, state_.get(), ToJs);
     } catch (const SysError& error) {
