@@ -20,6 +20,7 @@ import {
   elect,
   encodeDeclaration,
   explain,
+  parseHostPort,
   plan,
   resolveConfig,
   vipState,
@@ -38,7 +39,16 @@ import * as net from './net';
 import { Membership, type PeerState } from './transport';
 import { buildView, DeclarationCache } from './runtime/view-builder';
 import { HealthBook, type UnhealthyReason } from './runtime/health';
-import type { VipService } from './mta/types';
+import type { BindingDirectory, BindingInfo, BindingListener, RawMessage, RelayedMessage, VipService } from './mta/types';
+import { SmtpListener, type SmtpListenerOptions, type SmtpServerFactory } from './mta/listener';
+import { BindingTransports, type SendResult } from './mta/bindings';
+import type { BindingTransportOptions } from './mta/binding-transport';
+import type { PickStrategy } from './mta/pick';
+import { RelayClient } from './mta/relay-client';
+import { RelayServer } from './mta/relay-server';
+import type { SMTPServerOptions } from 'smtp-server';
+import type { SendMailOptions, SentMessageInfo, Transporter } from 'nodemailer';
+import type { ConnectionOptions } from 'node:tls';
 
 /** Options that are about this process rather than the cluster's config. */
 export interface RuntimeOptions {
@@ -50,6 +60,24 @@ export interface RuntimeOptions {
   shareNeighboursMs?: number;
   /** Most neighbour entries shared. Default 256. */
   maxSharedNeighbours?: number;
+  /**
+   * Node-to-node relay (Momentum's #mmove): an SMTP listener on this node's
+   * cluster address that takes messages for bindings held here. On by default
+   * when the config has bindings.
+   */
+  relay?: {
+    enabled?: boolean;
+    /** TCP port; default the cluster's (UDP) port number, e.g. 7946. */
+    port?: number;
+    /** The MTA's delivery hook; without it a relayed message is sent through the binding's transport. */
+    onRelay?: (message: RelayedMessage) => Promise<void>;
+    /** TLS for the relay listener (STARTTLS, required before AUTH). */
+    tls?: { key: string | Buffer; cert: string | Buffer };
+    /** TLS options towards peers' relay listeners (e.g. { ca }). */
+    clientTls?: ConnectionOptions;
+  };
+  /** Defaults for the nodemailer transports of bindings (pooling, timeouts, EHLO names per binding). */
+  transports?: { defaults?: BindingTransportOptions; names?: Record<string, { hostname?: string }> };
 }
 
 type Phase = 'idle' | 'acquiring' | 'held' | 'releasing';
@@ -78,6 +106,8 @@ export interface ClusterEvents {
   'peer-up': (peer: { node: string; address: string }) => void;
   'peer-down': (peer: { node: string; address: string; reason: string }) => void;
   'address-restored': (event: { ip: string; interface: string }) => void;
+  /** A binding's holder, state or epoch changed (see binding()). */
+  binding: BindingListener;
   unhealthy: (event: { ip: string; reason: UnhealthyReason; detail: string }) => void;
   stall: (event: { lagMs: number }) => void;
   error: (event: ErrorEvent) => void;
@@ -116,7 +146,7 @@ export function createCluster(config: ClusterConfig, options: RuntimeOptions = {
   return new VipCluster(config, options);
 }
 
-export class VipCluster extends EventEmitter<ClusterEvents> {
+export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDirectory {
   readonly config: ResolvedConfig;
   readonly node: string;
   private readonly declaration: NodeDeclaration;
@@ -129,7 +159,11 @@ export class VipCluster extends EventEmitter<ClusterEvents> {
   private readonly lastKnownEpochs = new Map<string, number>();
   private readonly knownNodes = new Set<string>();
   private readonly counts = new Map<string, number>();
-  private readonly options: Required<RuntimeOptions>;
+  private readonly options: Required<Omit<RuntimeOptions, 'relay' | 'transports'>>;
+  private readonly relayPort: number;
+  private readonly relayServer: RelayServer | null = null;
+  private readonly outbound: BindingTransports;
+  private bindingInfos = new Map<string, BindingInfo>();
   private assignment: Assignment | null = null;
   private lastOutcomes = new Map<string, VipOutcome>();
   private started = false;
@@ -193,6 +227,84 @@ export class VipCluster extends EventEmitter<ClusterEvents> {
       this.emit('stall', event);
     });
     this.membership.on('error', (error: Error) => this.emit('error', { operation: 'membership', error }));
+
+    this.relayPort = options.relay?.port ?? cluster.port;
+    const relayEnabled = options.relay?.enabled ?? this.config.bindings.length > 0;
+    const relayClient = relayEnabled ? new RelayClient({ node: this.node, secret: cluster.secret, ...(options.relay?.clientTls ? { tls: options.relay.clientTls } : {}) }) : undefined;
+    this.outbound = new BindingTransports(this, {
+      ...(options.transports?.defaults ? { transport: options.transports.defaults } : {}),
+      ...(options.transports?.names ? { bindings: options.transports.names } : {}),
+      ...(relayClient ? { relay: relayClient } : {}),
+    });
+    if (relayEnabled) {
+      this.relayServer = new RelayServer({
+        directory: this,
+        secret: cluster.secret,
+        host: cluster.bind,
+        port: this.relayPort,
+        transports: this.outbound,
+        ...(options.relay?.onRelay ? { onRelay: options.relay.onRelay } : {}),
+        ...(options.relay?.tls ? { tls: options.relay.tls } : {}),
+      });
+      this.relayServer.on('error', (error) => this.emit('error', { operation: 'relay', error }));
+      this.plainServices.push(this.relayServer);
+    }
+    this.bindingInfos = this.computeBindings();
+  }
+
+  /**
+   * An SMTP listener on 'ip:port' (or '[v6]:port'). On a managed VIP a new
+   * SMTPServer is created and started each time this node acquires the VIP and
+   * drained and closed before the address goes; on any other address it is a
+   * plain listener started with the cluster. `server` is smtp-server options or
+   * a factory returning a new SMTPServer. Call before start().
+   */
+  listen(address: string, server: SMTPServerOptions | SmtpServerFactory, options: SmtpListenerOptions = {}): SmtpListener {
+    const parsed = parseHostPort(address);
+    if (typeof parsed === 'string') throw new TypeError(`listen: address "${address}": ${parsed}`);
+    const canonical = parsed.ip.text;
+    const port = parsed.port;
+    const listener = new SmtpListener(canonical, port, server, options);
+    listener.on('error', (error) => this.emit('error', { ip: canonical, operation: `smtp ${address}`, error }));
+    this.addService(listener);
+    return listener;
+  }
+
+  // --- outbound bindings (BindingDirectory) ---------------------------------
+
+  /** The binding as the cluster sees it now, or undefined when no live node declares it. */
+  binding(name: string): BindingInfo | undefined {
+    return this.bindingInfos.get(name);
+  }
+
+  bindings(): BindingInfo[] {
+    return [...this.bindingInfos.values()];
+  }
+
+  /** Where `node`'s relay listener is: its cluster address (never a VIP). */
+  clusterAddress(node: string): { host: string; port: number } | undefined {
+    if (node === this.node) return { host: this.config.cluster.bind, port: this.relayPort };
+    const peer = this.membership.peers().find((p) => p.node === node && p.live);
+    return peer ? { host: peer.address, port: this.relayPort } : undefined;
+  }
+
+  /** A local, healthy binding of `group` (throws NoLocalBindingError saying where the others are). */
+  pick(group: string, options: { strategy?: PickStrategy } = {}): BindingInfo {
+    return this.outbound.pick(group, options);
+  }
+
+  /**
+   * A cached nodemailer transport sending from binding `name`'s IP. Throws
+   * BindingNotLocalError (naming the holder) or BindingBrokenError; closed and
+   * dropped when the binding leaves this node.
+   */
+  transport(name: string, options?: BindingTransportOptions): Transporter<SentMessageInfo> {
+    return this.outbound.transport(name, options);
+  }
+
+  /** Sends from binding `name`: here when held here, else relayed to its holder. Never from another IP. */
+  send(name: string, message: SendMailOptions | RawMessage): Promise<SendResult> {
+    return this.outbound.send(name, message);
   }
 
   /**
@@ -263,6 +375,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> {
       [...this.slots.values()].filter((s) => s.phase !== 'idle').map((s) => this.release(s, 'shutdown', 'cluster.close()')),
     );
     await Promise.allSettled(this.plainServices.map((s) => s.stop()));
+    this.outbound.close();
     await this.membership.close();
     this.watcher?.close();
     for (const sniffer of this.sniffers.values()) sniffer.close();
@@ -369,6 +482,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> {
     const assignment = elect(view, options);
     this.assignment = assignment;
     this.reportOutcomes(assignment);
+    this.refreshBindings(view);
 
     const settled = t >= this.settleUntil;
     // Until settled (boot, link back up, after a stall) only releases go ahead.
@@ -476,6 +590,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> {
       await net.announce(ifname, [ip], { count: 1, mode: this.config.announce.mode });
       slot.phase = 'held';
       slot.acquiredAt = now();
+      this.refreshBindings();
       this.count('acquisitions_total');
       this.emit('acquired', { ip, epoch, interface: ifname, tookMs: Math.round((now() - started) * 10) / 10, probeMs: Math.round(probeMs * 10) / 10, probeFoundMac });
       void this.followUpAnnouncements(slot);
@@ -520,6 +635,9 @@ export class VipCluster extends EventEmitter<ClusterEvents> {
     const { ip, interface: ifname, prefix } = slot.vip;
     slot.busy = true;
     slot.phase = 'releasing';
+    // Outbound first: transports of a binding on this VIP close and sends in
+    // flight fail (retryable) before the address goes.
+    this.refreshBindings();
     this.updateSniffer(ifname);
     try {
       // Drain first: the address stays until the listeners are closed, so
@@ -675,6 +793,59 @@ export class VipCluster extends EventEmitter<ClusterEvents> {
   }
 
   // --- helpers -------------------------------------------------------------
+
+  /** Binding name → info, from every declaration in the view and the election's flags. */
+  private computeBindings(view: ClusterView = this.view()): Map<string, BindingInfo> {
+    const out = new Map<string, BindingInfo>();
+    const settings = new Map(this.config.bindings.map((b) => [b.name, b]));
+    for (const n of view.nodes) {
+      if (!n.live) continue;
+      for (const v of n.declaration.vips) {
+        if (!v.binding || (out.has(v.binding) && n.node !== this.node)) continue;
+        const outcome = this.assignment?.vips.get(v.ip);
+        const slot = this.slots.get(v.ip);
+        const local = slot?.phase === 'held';
+        let holder: string | null = local ? this.node : null;
+        let epoch = local && slot ? slot.epoch : 0;
+        if (!local) {
+          for (const m of view.nodes) {
+            const e = m.node !== this.node && m.live ? m.holding.get(v.ip) : undefined;
+            if (e !== undefined && e >= epoch) {
+              holder = m.node;
+              epoch = e;
+            }
+          }
+        }
+        const broken = outcome?.flags.broken !== undefined;
+        const setting = settings.get(v.binding);
+        out.set(v.binding, {
+          name: v.binding,
+          address: v.ip,
+          holder: broken ? null : holder,
+          local: local && !broken,
+          state: broken ? 'broken' : local ? 'owned' : holder ? 'standby' : 'unowned',
+          epoch,
+          ...(setting?.group ? { group: setting.group } : {}),
+          ...(setting ? { weight: setting.weight } : {}),
+        });
+      }
+    }
+    return out;
+  }
+
+  /** Recomputes bindings and emits 'binding' for each that changed. */
+  private refreshBindings(view?: ClusterView): void {
+    const next = this.computeBindings(view);
+    const previous = this.bindingInfos;
+    this.bindingInfos = next;
+    for (const [name, info] of next) {
+      const before = previous.get(name);
+      if (!before || before.holder !== info.holder || before.state !== info.state || before.epoch !== info.epoch || before.local !== info.local) this.emit('binding', info, before);
+    }
+    for (const [name, before] of previous) {
+      if (!next.has(name)) this.emit('binding', { ...before, holder: null, local: false, state: 'unowned' }, before);
+    }
+  }
 
   /** No acquisitions for one dead-after period (releases still happen). */
   private resettle(): void {
