@@ -50,8 +50,12 @@ class ArpAllHostsWorker : public PromiseWorker {
       if (neighbour.address == address_) continue;
       if (!done.insert(neighbour.address.Key() + std::string(reinterpret_cast<const char*>(neighbour.mac), 6)).second) continue;
       uint8_t frame[kNdiscFrameMax > kArpFrameSize ? kNdiscFrameMax : kArpFrameSize];
-      size_t length;
       if (address_.family == AF_INET) {
+        // Two replies, unicast to the neighbour. RFC 826 form (target = the
+        // neighbour): what hosts that ignore gratuitous ARP accept. Gratuitous
+        // form (target IP = the VIP, target MAC = ours): Linux applies it at
+        // once, while it ignores the first form within `locktime` (1 s) of its
+        // last update of the entry, which is exactly the moment of a failover.
         ArpFrame arp = {};
         std::memcpy(arp.destination, neighbour.mac, 6);
         arp.operation = kArpReply;
@@ -60,13 +64,18 @@ class ArpAllHostsWorker : public PromiseWorker {
         std::memcpy(arp.targetMac, neighbour.mac, 6);
         std::memcpy(arp.targetIp, neighbour.address.bytes, 4);
         BuildArp(arp, frame);
-        length = kArpFrameSize;
+        SendFrame(link.index, frame, kArpFrameSize, action);
+        std::memcpy(arp.targetMac, link.mac, 6);
+        std::memcpy(arp.targetIp, address_.bytes, 4);
+        BuildArp(arp, frame);
+        SendFrame(link.index, frame, kArpFrameSize, action);
+        sent_ += 2;
       } else {
-        length = BuildAdvertisement(frame, neighbour.mac, link.mac, address_.bytes,
-                                    neighbour.address.bytes, address_.bytes);
+        size_t length = BuildAdvertisement(frame, neighbour.mac, link.mac, address_.bytes,
+                                           neighbour.address.bytes, address_.bytes);
+        SendFrame(link.index, frame, length, action);
+        sent_++;
       }
-      SendFrame(link.index, frame, length, action);
-      sent_++;
     }
   }
 

@@ -56,6 +56,9 @@ void SendFrame(int ifindex, const uint8_t* frame, size_t length, const char* act
   to.sll_ifindex = ifindex;
   to.sll_halen = 6;
   std::memcpy(to.sll_addr, frame, 6);  // the frame's Ethernet destination
+  // The frame's ethertype (already in network order), so skb->protocol is
+  // right for qdiscs and drivers that look at it.
+  if (length >= 14) std::memcpy(&to.sll_protocol, frame + 12, 2);
   SendWithRetry(SendSocket(action), frame, length, &to, action);
 }
 

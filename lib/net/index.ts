@@ -116,10 +116,13 @@ export async function announce(ifname: string, addresses: string[], options?: An
 }
 
 /**
- * Sends a unicast ARP reply (IPv4) or neighbour advertisement (IPv6) claiming
+ * Sends unicast ARP replies (IPv4) or a neighbour advertisement (IPv6) claiming
  * `address` to every neighbour the kernel knows on that link, and to
  * `options.extra`, for hosts and switches that ignore broadcast announcements.
- * Resolves with the number of frames sent. Needs CAP_NET_RAW.
+ * IPv4 hosts get two replies: the RFC 826 form (target = the host) and the
+ * gratuitous form (target = the VIP), which Linux applies even within
+ * `locktime` of its last update. Resolves with the number of frames sent.
+ * Needs CAP_NET_RAW.
  */
 export async function arpAllHosts(ifname: string, address: string, options?: ArpAllHostsOptions | null): Promise<{ sent: number }> {
   checkIfname('arpAllHosts', ifname);
