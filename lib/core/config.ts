@@ -129,7 +129,12 @@ export interface ClusterConfig {
   rebalance?: 'never' | 'on-join';
   announce?: AnnounceConfig;
   probe?: {
-    /** Duplicate-address probe wait before adding a VIP; default 200 ms. */
+    /**
+     * Duplicate-address probe wait before adding a VIP; default 10 ms, 0 skips
+     * the probe. It counts against failover time whenever nobody answers (a dead
+     * host), so it is kept short: answered probes took 0.26 ms median and 2.2 ms
+     * at worst over 50 tries between namespaces here; a LAN adds well under 1 ms.
+     */
     timeoutMs?: number;
   };
 }
@@ -231,6 +236,7 @@ export interface ResolvedConfig {
 export const DEFAULT_PORT = 7946;
 export const DEFAULT_HEARTBEAT_MS = 50;
 export const DEFAULT_HOLD_DOWN_MS = 2000;
+export const DEFAULT_PROBE_TIMEOUT_MS = 10;
 const MIN_SECRET_BYTES = 16;
 const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
@@ -399,10 +405,10 @@ export function validateConfig(input: unknown, env: HostEnvironment): { problems
   }
   const announce = readAnnounce(input, problems);
   const probeRecord = optionalRecord(input, 'probe', '', problems);
-  let probe = { timeoutMs: 200 };
+  let probe = { timeoutMs: DEFAULT_PROBE_TIMEOUT_MS };
   if (probeRecord) {
     checkKeys(probeRecord, 'probe', ['timeoutMs'], problems);
-    probe = { timeoutMs: optionalInteger(probeRecord, 'timeoutMs', 'probe', problems, 0, 60000, 200) };
+    probe = { timeoutMs: optionalInteger(probeRecord, 'timeoutMs', 'probe', problems, 0, 60000, DEFAULT_PROBE_TIMEOUT_MS) };
   }
 
   const vips = resolveVips(listeners, bindings, vipSettings, topology, hostAddresses, problems);
