@@ -6,6 +6,8 @@
 
 #include <exception>
 
+#include <cerrno>
+
 #include "errors.h"
 
 class PromiseWorker : public Napi::AsyncWorker {
