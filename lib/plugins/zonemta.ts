@@ -1,0 +1,231 @@
+/**
+ * mta-vip as a ZoneMTA plugin.
+ *
+ *   plugins: {
+ *     'modules/mta-vip/dist/lib/plugins/zonemta': {
+ *       enabled: ['main', 'receiver', 'sender'],
+ *       cluster: { node, cluster: { id, secret, bind, peers }, listeners, bindings, vips },
+ *       zones: { default: 'acme' },      // sending zone -> binding name
+ *     },
+ *   }
+ *
+ * ZoneMTA runs a main process, receiver processes and sender processes, and
+ * loads the plugin in each context it is enabled for:
+ * - main: runs the cluster (one per node: heartbeats, VIP addresses, the
+ *   node-to-node relay listener) and shares its state with the other processes
+ *   through a small file. Messages relayed here by other nodes are put into this
+ *   node's queue (ZoneMTA's own mail drop) for their binding's zone.
+ * - receiver: `smtp:connect` refuses (421) clients arriving on a listener VIP
+ *   that is not being served here (released, or being released).
+ * - sender: `sender:fetch` sets `delivery.zoneAddress` from the binding chosen
+ *   by name when this node holds it; when another node holds it, the delivery's
+ *   next hop becomes a loopback gateway relaying to the holder. `sender:connect`
+ *   sets `localAddress` again, failing (deferring) if the binding left meanwhile.
+ * The SMTP interface listens on the wildcard address (host '0.0.0.0'); the
+ * kernel only delivers connections for VIPs present here.
+ */
+import type { RelayedMessage } from '../mta/types';
+import type { BindingView } from './binding-view';
+import { normalizeIp } from './binding-view';
+import {
+  createRelayGateway,
+  hostnameOf,
+  PluginConfigError,
+  resolvePluginOptions,
+  startClusterProcess,
+  temporaryError,
+  workerView,
+  type ClusterProcess,
+  type MtaVipPluginOptions,
+} from './plugin-process';
+import type { RelayGateway } from './relay-gateway';
+
+/** The plugin options under ZoneMTA's `plugins[...]` key. */
+export interface ZoneMtaPluginOptions extends MtaVipPluginOptions {
+  /** ZoneMTA's own: the contexts the plugin is loaded in; must include 'main', 'receiver' and 'sender'. */
+  enabled?: string | string[] | boolean;
+  /** Sending zone -> binding name. A zone that is also a binding's name needs no entry. */
+  zones?: Record<string, string>;
+  /** How long a sender waits for a binding without a holder (mid-failover) before deferring; default 5,000 ms. */
+  holderWaitMs?: number;
+}
+
+/** The parts of ZoneMTA's plugin instance (wild-plugins) this plugin uses. */
+export interface ZoneMtaApp {
+  config: ZoneMtaPluginOptions;
+  logger: { info(prefix: string, format: string, ...args: unknown[]): void; error(prefix: string, format: string, ...args: unknown[]): void };
+  manager: { context: string; apiServer?: { maildrop?: ZoneMtaMailDrop }; queue?: { seqIndex?: { get(): string } } | false };
+  addHook(name: string, handler: (...args: any[]) => Promise<void> | void): void;
+  getQueue(): { seqIndex?: { get(): string } } | false;
+}
+
+interface ZoneMtaMailDrop {
+  add(envelope: Record<string, unknown>, source: Buffer, callback: (error: Error | null, response?: string) => void): void;
+}
+
+/** What the plugin reads from and sets on ZoneMTA's delivery object. */
+interface Delivery {
+  id: string;
+  seq: string;
+  sendingZone: string;
+  mtaVipBinding?: string;
+  mtaVipVia?: 'local' | 'relay';
+  zoneAddress?: { address: string; name: string };
+  zoneAddressIPv4?: { address: string; name: string };
+  zoneAddressIPv6?: { address: string; name: string };
+  mx?: Array<{ priority: number; exchange: string; A: string[]; AAAA: string[] }>;
+  mxPort?: number;
+  skipSTS?: boolean;
+  dnsOptions?: Record<string, unknown>;
+}
+
+export const title = 'mta-vip';
+
+const REQUIRED_CONTEXTS = ['main', 'receiver', 'sender'];
+
+/** Set in the main process once the cluster runs (for tests and operators' own plugins). */
+export let clusterProcess: ClusterProcess | null = null;
+
+/**
+ * ZoneMTA calls this in every process the plugin is enabled for. A failure
+ * here would only be logged by ZoneMTA and leave the node without failover, so
+ * it is logged and the process exits instead.
+ */
+export async function init(app: ZoneMtaApp): Promise<void> {
+  const context = app.manager.context;
+  const log = (level: 'info' | 'error', message: string): void => app.logger[level](`mta-vip/${context}/${process.pid}`, '%s', message);
+  try {
+    const { options, resolved } = resolvePluginOptions('ZoneMTA', app.config);
+    checkContexts(app.config.enabled);
+    if (context === 'main') {
+      clusterProcess = await startClusterProcess('zonemta', options, resolved, (message) => dropIntoQueue(app, app.config, message), log);
+    } else if (context === 'receiver') {
+      initReceiver(app, workerView(options, resolved));
+    } else if (context === 'sender') {
+      const view = workerView(options, resolved);
+      initSender(app, app.config, view, createRelayGateway(options, resolved, view, log));
+    }
+  } catch (error) {
+    log('error', `cannot start: ${(error as Error).message}`);
+    // Exit loudly: ZoneMTA would otherwise run on without the plugin.
+    process.exitCode = 78;
+    setImmediate(() => process.exit(78));
+    throw error;
+  }
+}
+
+function checkContexts(enabled: ZoneMtaPluginOptions['enabled']): void {
+  if (enabled === true || enabled === '*') return;
+  const list = (Array.isArray(enabled) ? enabled : [enabled]).map((c) => String(c).toLowerCase());
+  if (list.includes('*')) return;
+  const missing = REQUIRED_CONTEXTS.filter((c) => !list.includes(c));
+  if (missing.length) {
+    throw new PluginConfigError('ZoneMTA', `"enabled" must include ${REQUIRED_CONTEXTS.map((c) => `'${c}'`).join(', ')} (missing ${missing.join(', ')}): the cluster runs in main, clients are checked in receivers and bindings applied in senders`);
+  }
+}
+
+function initReceiver(app: ZoneMtaApp, view: BindingView): void {
+  app.addHook('smtp:connect', async (session: { localAddress?: string; remoteAddress?: string }) => {
+    const ip = normalizeIp(session.localAddress ?? '');
+    const state = view.listenerState(ip);
+    if (state === 'unmanaged' || state === 'serving') return;
+    const error = new Error(`4.3.2 ${ip} is moving to another server, try again`) as Error & { responseCode: number };
+    error.responseCode = 421;
+    throw error;
+  });
+}
+
+/** The binding a delivery leaves from: set by another plugin (envelope.mtaVipBinding), mapped from its zone, or the zone's own name. */
+export function bindingOf(options: ZoneMtaPluginOptions, view: BindingView, delivery: Pick<Delivery, 'mtaVipBinding' | 'sendingZone'>): string | undefined {
+  if (delivery.mtaVipBinding) return delivery.mtaVipBinding;
+  const mapped = options.zones?.[delivery.sendingZone];
+  if (mapped) return mapped;
+  return view.binding(delivery.sendingZone) ? delivery.sendingZone : undefined;
+}
+
+function initSender(app: ZoneMtaApp, options: ZoneMtaPluginOptions, view: BindingView, gateway: RelayGateway): void {
+  const holderWaitMs = options.holderWaitMs ?? 5000;
+
+  app.addHook('sender:fetch', async (delivery: Delivery) => {
+    const name = bindingOf(options, view, delivery);
+    if (!name) return;
+    const info = await waitForHolder(view, name, holderWaitMs);
+    if (!info) throw temporaryError(`binding ${name} is unknown or has no holder now; deferring`);
+    if (info.local && info.state === 'owned') {
+      const address = { address: info.address, name: hostnameOf(options, name) };
+      delivery.mtaVipVia = 'local';
+      delivery.zoneAddress = address;
+      if (info.address.includes(':')) {
+        delivery.zoneAddressIPv6 = address;
+        delete delivery.zoneAddressIPv4;
+      } else {
+        delivery.zoneAddressIPv4 = address;
+        delete delivery.zoneAddressIPv6;
+      }
+      return;
+    }
+    // Held elsewhere: the next hop is the loopback gateway that relays to the holder.
+    const { host, port } = await gateway.endpoint(name);
+    delivery.mtaVipVia = 'relay';
+    delivery.mx = [{ priority: 0, exchange: host, A: [host], AAAA: [] }];
+    delivery.mxPort = port;
+    delivery.skipSTS = true;
+    delivery.zoneAddress = { address: host, name: hostnameOf(options, name) };
+    delivery.zoneAddressIPv4 = delivery.zoneAddress;
+    delete delivery.zoneAddressIPv6;
+    app.logger.info(`mta-vip/sender/${process.pid}`, 'id=%s.%s binding %s is held by %s: relaying through %s:%s', delivery.id, delivery.seq, name, info.holder, host, port);
+  });
+
+  app.addHook('sender:connect', async (delivery: Delivery, connectOptions: { localAddress?: string }) => {
+    const name = bindingOf(options, view, delivery);
+    if (!name || !delivery.mtaVipVia) return;
+    if (delivery.mtaVipVia === 'relay') {
+      connectOptions.localAddress = delivery.zoneAddress?.address;
+      return;
+    }
+    const info = view.binding(name);
+    if (!info || !info.local || info.state !== 'owned') {
+      throw temporaryError(`binding ${name} left this node before connecting (holder ${info?.holder ?? 'nobody'}); deferring`);
+    }
+    connectOptions.localAddress = info.address;
+  });
+}
+
+/** The binding, once it has a holder (polling the view for up to waitMs), else undefined. */
+async function waitForHolder(view: BindingView, name: string, waitMs: number): Promise<ReturnType<BindingView['binding']>> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const info = view.binding(name);
+    if (info && info.holder && info.state !== 'broken') return info;
+    if (Date.now() >= deadline) return undefined;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Main process: a message another node relayed for a binding held here goes into ZoneMTA's queue, in the binding's zone. */
+function dropIntoQueue(app: ZoneMtaApp, options: ZoneMtaPluginOptions, message: RelayedMessage): Promise<void> {
+  const maildrop = app.manager.apiServer?.maildrop;
+  const queue = app.getQueue();
+  if (!maildrop || !queue || !queue.seqIndex) return Promise.reject(temporaryError('ZoneMTA queue is not ready yet'));
+  const zone = Object.entries(options.zones ?? {}).find(([, binding]) => binding === message.binding)?.[0] ?? message.binding;
+  const envelope = {
+    id: queue.seqIndex.get(),
+    from: message.envelope.from,
+    to: message.envelope.to,
+    sendingZone: zone,
+    mtaVipBinding: message.binding,
+    interface: 'mta-vip',
+    origin: message.from,
+    transtype: 'MTA-VIP',
+    time: Date.now(),
+  };
+  return new Promise((resolve, reject) => {
+    maildrop.add(envelope, message.raw, (error) => {
+      if (error) reject(error);
+      else {
+        app.logger.info(`mta-vip/main/${process.pid}`, 'queued %s relayed by %s for binding %s in zone %s', envelope.id, message.from, message.binding, zone);
+        resolve();
+      }
+    });
+  });
+}
