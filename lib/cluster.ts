@@ -90,6 +90,8 @@ interface Slot {
   busy: boolean;
   services: VipService[];
   acquiredAt: number | null;
+  /** The address was removed behind our back while an operation was running. */
+  addressLost: boolean;
 }
 
 export interface AcquiredEvent { ip: string; epoch: number; interface: string; tookMs: number; probeMs: number; probeFoundMac: string | null }
@@ -191,7 +193,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     this.declaration = declare(this.config);
     this.declarationBytes = encodeDeclaration(this.declaration);
     for (const vip of this.config.vips) {
-      this.slots.set(vip.ip, { vip, phase: 'idle', epoch: 0, busy: false, services: [], acquiredAt: null });
+      this.slots.set(vip.ip, { vip, phase: 'idle', epoch: 0, busy: false, services: [], acquiredAt: null, addressLost: false });
     }
     const cluster = this.config.cluster;
     this.membership = new Membership({
@@ -555,6 +557,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     const started = now();
     slot.busy = true;
     slot.phase = 'acquiring';
+    slot.addressLost = false;
     slot.epoch = epoch;
     this.lastKnownEpochs.set(ip, Math.max(epoch, this.lastKnownEpochs.get(ip) ?? 0));
     // Claim it in our heartbeats first: a peer that computed a different owner
@@ -593,8 +596,13 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       this.refreshBindings();
       this.count('acquisitions_total');
       this.emit('acquired', { ip, epoch, interface: ifname, tookMs: Math.round((now() - started) * 10) / 10, probeMs: Math.round(probeMs * 10) / 10, probeFoundMac });
-      void this.followUpAnnouncements(slot);
       this.updateSniffer(ifname);
+      if (slot.addressLost) {
+        slot.addressLost = false;
+        slot.busy = false;
+        await this.restoreAddress(slot);
+      }
+      void this.followUpAnnouncements(slot);
     } catch (error) {
       const reason: UnhealthyReason = step === 'start services' ? 'listen-failed' : step === 'announce' ? 'announce-failed' : 'address-failed';
       const detail = `${step} for ${ip} failed: ${(error as Error).message}`;
@@ -680,7 +688,13 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     }
     if (event.type !== 'address-removed') return;
     const slot = this.slots.get(event.address);
-    if (!slot || slot.phase !== 'held' || slot.busy || slot.vip.interface !== event.ifname || this.closing) return;
+    if (!slot || slot.vip.interface !== event.ifname || this.closing) return;
+    if (slot.phase === 'acquiring') {
+      // Removed between our add and the end of the acquisition: restore it once that ends.
+      slot.addressLost = true;
+      return;
+    }
+    if (slot.phase !== 'held' || slot.busy) return;
     // Someone removed a VIP we hold (an operator, a network manager): put it
     // back and tell the network again, or give the VIP up.
     void this.restoreAddress(slot);

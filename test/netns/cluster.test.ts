@@ -447,12 +447,16 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
     n2.kill('SIGSTOP');
     // n1/n3 hear nothing from n2 and take its VIP; n2's kernel still carries the alias.
     await cluster.until(async () => (await holdersOf(lab, vip4(2), ['n1', 'n3'])).length === 1, 10_000, 'n1 or n3 taking over n2\'s VIP');
+    // Keep n2 stopped well past dead-after, so its stall is unmistakable.
+    await cluster.until(async () => ((await cluster.status('n1')).peers.find((p: any) => p.node === 'n2')?.lastHeardMsAgo ?? 0) > 1000, 10_000, 'n2 silent for over a second');
     n2.kill('SIGCONT');
     // n2 measures its own stall, listens again instead of declaring the others dead,
     // sees a better claim (higher epoch) on its VIP and releases it; after its
     // hold-down it gets it back by a clean handover. Exactly one holder throughout the end state.
     const stall = (await n2.nextMessage((m) => m.type === 'event' && m.name === 'stall', 10_000)) as { data: { lagMs: number } };
     assert.ok(stall.data.lagMs > 200, `stall of ${stall.data.lagMs} ms reported`);
+    // It listened again instead of declaring its peers dead.
+    assert.ok(!n2.messages.some((m: any) => m.type === 'event' && m.name === 'peer-down'), 'n2 declared no peer dead after its stall');
     await cluster.until(
       async () => {
         const map = await settledHolders(lab, ips, NODES, 100).catch(() => null);
