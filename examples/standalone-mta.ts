@@ -13,9 +13,12 @@
  * accepted by the smarthost (when the binding is held here) or by the node
  * that holds the binding (relay). Anything else is answered 4xx, so the client
  * keeps its copy and retries: a crash of this process can lose no accepted
- * message. (It can duplicate one: if the process dies after the next hop said
- * 250 and before the client heard ours, the client sends it again. Every SMTP
- * hop without a shared queue has that window; see RFC 1047.)
+ * message. A client's retry of a message this node already handed on (its
+ * first attempt went through another node, which relayed it here and died
+ * before answering the client) is acknowledged without sending it again,
+ * by binding + Message-ID + envelope. What remains is the window of every SMTP
+ * hop without a shared queue (RFC 1047): a node that dies after the next hop
+ * said 250 and before the client heard ours makes the client send it again.
  *
  * SIGTERM or SIGINT: graceful shutdown (the VIPs are released at once, so the
  * other nodes take over without waiting for the failure detector), then exit.
@@ -26,6 +29,7 @@ import * as os from 'node:os';
 import type { SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 // Inside this repository; an application writes require('mta-vip') instead.
 import { createCluster, type ClusterConfig } from '../lib';
+import { findMessageId, RelayDedupe, relayKey, type RawMessage, type RelayedMessage } from '../lib/mta';
 
 /** The MTA part of the config file. */
 export interface MtaConfig {
@@ -103,9 +107,34 @@ function replyFor(error: unknown): Error & { responseCode: number } {
 
 function main(): void {
   const { cluster: clusterConfig, mta } = readConfig();
+  // Messages handed on from here (from our clients or relayed by peers), so a
+  // retry of one of them is answered 250 without a second copy.
+  const handedOn = new RelayDedupe({ ttlMs: 60 * 60 * 1000 });
+  /** Hands `message` on from `binding` at most once; 'duplicate' when it already was. */
+  const handOn = async (binding: string, message: RawMessage): Promise<{ via: string; holder: string } | 'duplicate'> => {
+    const key = relayKey(binding, message);
+    const verdict = message.messageId ? handedOn.claim(key) : 'new';
+    if (verdict === 'delivered') return 'duplicate';
+    if (verdict === 'in-flight') throw Object.assign(new Error('the same message is being handed on right now'), { name: 'InFlightError', retryable: true });
+    try {
+      const result = await cluster.send(binding, message);
+      if (message.messageId) handedOn.done(key);
+      return result;
+    } catch (error) {
+      if (message.messageId) handedOn.failed(key);
+      throw error;
+    }
+  };
   const cluster = createCluster(clusterConfig, {
     // Where every binding sends to, here and when a peer relays a message to us.
     transports: { defaults: { host: mta.smarthost.host, port: mta.smarthost.port, secure: false, ignoreTLS: true, pool: true } },
+    // A message a peer relays to us (we hold its binding): sent from here, remembered.
+    relay: {
+      onRelay: async (message: RelayedMessage) => {
+        const result = await handOn(message.binding, message);
+        log('relayed-in', { from: message.from, binding: message.binding, messageId: message.messageId, duplicate: result === 'duplicate' });
+      },
+    },
   });
   nodeName = cluster.node;
   const hostname = mta.hostname ?? cluster.node;
@@ -133,10 +162,12 @@ function main(): void {
       const raw = Buffer.concat([Buffer.from(received), ...chunks]);
       const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
       const started = Date.now();
-      cluster.send(binding, { envelope: { from, to }, raw }).then(
+      const messageId = findMessageId(raw);
+      handOn(binding, { envelope: { from, to }, raw, ...(messageId ? { messageId } : {}) }).then(
         (result) => {
-          log('accepted', { id, client: session.remoteAddress, binding, via: result.via, holder: result.holder, messageId: result.messageId, ms: Date.now() - started });
-          callback(null, `2.0.0 Accepted by ${cluster.node} (${result.via === 'local' ? 'sent' : `relayed to ${result.holder}`}) id=${id}`);
+          const how = result === 'duplicate' ? 'already handed on' : result.via === 'local' ? 'sent' : `relayed to ${result.holder}`;
+          log('accepted', { id, client: session.remoteAddress, binding, via: result === 'duplicate' ? 'duplicate' : result.via, holder: result === 'duplicate' ? null : result.holder, messageId, ms: Date.now() - started });
+          callback(null, `2.0.0 Accepted by ${cluster.node} (${how}) id=${id}`);
         },
         (error: Error) => {
           const answer = replyFor(error);

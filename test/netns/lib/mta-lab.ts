@@ -44,7 +44,7 @@ export class MtaNode {
   waitLog(predicate: (line: LogLine) => boolean, timeoutMs: number, what: string): Promise<LogLine> {
     return waitFor(
       () => {
-        if (this.proc.exit) throw new Error(`${this.name} exited (${JSON.stringify(this.proc.exit)}): ${this.proc.stderr.slice(-1000)}`);
+        if (this.proc.exit) throw new Error(`${this.name} exited (${JSON.stringify(this.proc.exit)}): ${this.proc.stderr.slice(-1000)} ${this.proc.stdout.slice(-1000)}`);
         return this.logs.find(predicate);
       },
       { timeoutMs, intervalMs: 20, what: `${this.name} to log ${what}` },
