@@ -9,7 +9,7 @@ import { PacketAuthenticator } from '../lib/transport/auth';
 import { DocumentKind, PacketType, encodeChunk, encodeHeartbeat, encodePacket, encodeRequest } from '../lib/transport/codec';
 import { DROP_REASONS } from '../lib/transport/counters';
 import { OutgoingDocument } from '../lib/transport/document-sync';
-import { encodeHoldings } from '../lib/transport/documents';
+import { encodeHoldings, encodeMoves } from '../lib/transport/documents';
 import { Membership } from '../lib/transport/membership';
 import { VipList } from '../lib/transport/vip-list';
 
@@ -24,6 +24,7 @@ export async function run(packets = 1_000_000): Promise<object> {
   const vips = Array.from({ length: 64 }, (_, i) => `198.18.0.${i}`);
   const declaration = new OutgoingDocument(DocumentKind.Declaration, Buffer.from(JSON.stringify({ vips })));
   const holdings = new OutgoingDocument(DocumentKind.Holdings, encodeHoldings(new Map(vips.slice(0, 8).map((ip, i) => [ip, i]))));
+  const moves = new OutgoingDocument(DocumentKind.Moves, encodeMoves(new Map(vips.slice(0, 4).map((ip, i) => [ip, { node: `peer${i}`, seq: i + 1 }]))));
   const list = new VipList(vips);
   let sequence = 0;
   const sign = (type: PacketType, body: Buffer, node = `peer${sequence % 50}`): Buffer => {
@@ -36,6 +37,7 @@ export async function run(packets = 1_000_000): Promise<object> {
     declarationDigest: declaration.digest,
     holdingsDigest: holdings.digest,
     neighboursDigest: Buffer.alloc(8),
+    movesDigest: moves.digest,
     vipCount: list.size,
     held: list.toBitmap(vips.slice(0, 8)).bitmap,
     unhealthy: list.toBitmap(vips.slice(8, 9)).bitmap,
@@ -44,6 +46,8 @@ export async function run(packets = 1_000_000): Promise<object> {
     [PacketType.Heartbeat, heartbeatBody],
     [PacketType.Chunk, encodeChunk(declaration.chunk(0))],
     [PacketType.Chunk, encodeChunk(holdings.chunk(0))],
+    [PacketType.Chunk, encodeChunk(moves.chunk(0))],
+    [PacketType.Request, encodeRequest({ kind: DocumentKind.Moves, target: 'target', digest: moves.digest, from: 0 })],
     [PacketType.Request, encodeRequest({ kind: DocumentKind.Holdings, target: 'target', digest: holdings.digest, from: 0 })],
     [PacketType.Goodbye, Buffer.alloc(0)],
   ];

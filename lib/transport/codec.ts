@@ -1,5 +1,5 @@
 /**
- * Wire format of the membership protocol (version 1). Pure functions, no I/O.
+ * Wire format of the membership protocol (version 2). Pure functions, no I/O.
  *
  * Every packet:  header | body | HMAC-SHA256(header | body) (32 bytes)
  *
@@ -8,20 +8,28 @@
  *
  * Bodies by type:
  *   HEARTBEAT  flags (1: bit0 all unhealthy, bit1 unhealthy bitmap follows) | declaration digest (32)
- *              | holdings digest (8) | neighbours digest (8) | declared VIP count (2)
+ *              | holdings digest (8) | neighbours digest (8) | moves digest (8) | declared VIP count (2)
  *              | held bitmap (ceil(count/8)) | [unhealthy bitmap (ceil(count/8))]
+ *              = 59 fixed bytes + bitmaps; with 4,096 VIPs, both bitmaps and 64-byte names the
+ *              whole packet is 1,263 bytes (1,255 in version 1).
  *   CHUNK      kind (1) | document digest (32) | document length (4) | index (2) | count (2) | data
  *   REQUEST    kind (1) | target node length (1) | target node | wanted digest (32) | first chunk (2)
  *   GOODBYE    (empty)
  *
  * Bitmaps are over the sender's declared VIPs sorted by `compareIps`; bit i (MSB first) is VIP i.
+ * Document kinds (CHUNK, REQUEST): 1 declaration, 2 holdings, 3 neighbours, 4 operator moves;
+ * documents.ts has their encodings. Digests are SHA-256 of the document: the declaration's in
+ * full, the others' first 8 bytes.
  * Decoders check every length before reading and return a drop reason instead of throwing.
+ *
+ * Version history: 1 had no moves digest in the heartbeat; 2 added it (peers of another
+ * version are dropped as `unsupported_version`).
  */
 import { MAC_BYTES } from './auth';
 import type { DropReason } from './counters';
 
 export const MAGIC = 0x4d56; // "MV"
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /**
  * Largest packet sent or accepted: 1500-byte Ethernet MTU minus the IPv6 (40) and UDP (8)
@@ -36,7 +44,7 @@ export const CHUNK_DATA_BYTES = 1200;
 /** Most VIPs one node may declare: both bitmaps must fit one heartbeat under 1,400 bytes. */
 export const MAX_DECLARED_VIPS = 4096;
 export const DIGEST_BYTES = 32;
-/** Heartbeats carry only this prefix of the holdings and neighbours digests. */
+/** Heartbeats carry only this prefix of the holdings, neighbours and moves digests. */
 export const SHORT_DIGEST_BYTES = 8;
 
 export enum PacketType {
@@ -51,10 +59,17 @@ export enum DocumentKind {
   Declaration = 1,
   Holdings = 2,
   Neighbours = 3,
+  /** Operator moves (VIP → node) this node has issued and still holds to. */
+  Moves = 4,
+}
+
+/** True for a byte that names a DocumentKind. */
+export function isDocumentKind(kind: number): kind is DocumentKind {
+  return kind >= DocumentKind.Declaration && kind <= DocumentKind.Moves;
 }
 
 const FIXED_HEADER_BYTES = 2 + 1 + 1 + 1 + 1 + 8 + 6; // without the two names
-const HEARTBEAT_FIXED_BYTES = 1 + DIGEST_BYTES + SHORT_DIGEST_BYTES * 2 + 2;
+const HEARTBEAT_FIXED_BYTES = 1 + DIGEST_BYTES + SHORT_DIGEST_BYTES * 3 + 2;
 const CHUNK_FIXED_BYTES = 1 + DIGEST_BYTES + 4 + 2 + 2;
 const FLAG_ALL_UNHEALTHY = 1;
 const FLAG_UNHEALTHY_BITMAP = 2;
@@ -80,6 +95,7 @@ export interface Heartbeat {
   declarationDigest: Buffer;
   holdingsDigest: Buffer;
   neighboursDigest: Buffer;
+  movesDigest: Buffer;
   vipCount: number;
   held: Buffer;
   unhealthy: Buffer | null;
@@ -174,6 +190,7 @@ export function encodeHeartbeat(beat: Heartbeat): Buffer {
   at += beat.declarationDigest.copy(body, at, 0, DIGEST_BYTES);
   at += beat.holdingsDigest.copy(body, at, 0, SHORT_DIGEST_BYTES);
   at += beat.neighboursDigest.copy(body, at, 0, SHORT_DIGEST_BYTES);
+  at += beat.movesDigest.copy(body, at, 0, SHORT_DIGEST_BYTES);
   at = body.writeUInt16BE(beat.vipCount, at);
   at += beat.held.copy(body, at);
   if (beat.unhealthy) beat.unhealthy.copy(body, at);
@@ -191,6 +208,8 @@ export function decodeHeartbeat(body: Buffer): Heartbeat | DropReason {
   at += SHORT_DIGEST_BYTES;
   const neighboursDigest = body.subarray(at, at + SHORT_DIGEST_BYTES);
   at += SHORT_DIGEST_BYTES;
+  const movesDigest = body.subarray(at, at + SHORT_DIGEST_BYTES);
+  at += SHORT_DIGEST_BYTES;
   const vipCount = body.readUInt16BE(at);
   at += 2;
   if (vipCount > MAX_DECLARED_VIPS) return 'malformed';
@@ -201,7 +220,7 @@ export function decodeHeartbeat(body: Buffer): Heartbeat | DropReason {
   const unhealthy = hasUnhealthy ? body.subarray(at + mapBytes, at + 2 * mapBytes) : null;
   // Bits past the last VIP must be zero, so one state has exactly one encoding.
   if (!paddingIsZero(held, vipCount) || (unhealthy && !paddingIsZero(unhealthy, vipCount))) return 'malformed';
-  return { allUnhealthy: (flags & FLAG_ALL_UNHEALTHY) !== 0, declarationDigest, holdingsDigest, neighboursDigest, vipCount, held, unhealthy };
+  return { allUnhealthy: (flags & FLAG_ALL_UNHEALTHY) !== 0, declarationDigest, holdingsDigest, neighboursDigest, movesDigest, vipCount, held, unhealthy };
 }
 
 function paddingIsZero(bitmap: Buffer, count: number): boolean {
@@ -230,7 +249,7 @@ export function chunkCount(length: number): number {
 export function decodeChunk(body: Buffer): Chunk | DropReason {
   if (body.length < CHUNK_FIXED_BYTES) return 'malformed';
   const kind = body.readUInt8(0);
-  if (kind < DocumentKind.Declaration || kind > DocumentKind.Neighbours) return 'malformed';
+  if (!isDocumentKind(kind)) return 'malformed';
   const digest = body.subarray(1, 1 + DIGEST_BYTES);
   let at = 1 + DIGEST_BYTES;
   const length = body.readUInt32BE(at);
@@ -259,7 +278,7 @@ export function encodeRequest(request: Request): Buffer {
 export function decodeRequest(body: Buffer): Request | DropReason {
   if (body.length < 2) return 'malformed';
   const kind = body.readUInt8(0);
-  if (kind < DocumentKind.Declaration || kind > DocumentKind.Neighbours) return 'malformed';
+  if (!isDocumentKind(kind)) return 'malformed';
   const targetLength = body.readUInt8(1);
   if (targetLength < 1 || targetLength > MAX_NAME_BYTES) return 'malformed';
   if (body.length !== 2 + targetLength + DIGEST_BYTES + 2) return 'malformed';

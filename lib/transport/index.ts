@@ -14,4 +14,6 @@ export {
 } from './codec';
 export { newIncarnation } from './incarnation';
 export { parseEndpoint } from './address';
+export { MAX_MOVES, MAX_MOVE_SEQ } from './documents';
+export type { Move } from './documents';
 export type { Endpoint } from './address';

@@ -1,15 +1,15 @@
 /**
  * UDP membership: heartbeats to unicast peers and/or a multicast group, a peer table fed by
- * authenticated packets, document sync (declarations, holdings with epochs, neighbour tables),
- * and a failure detector that does not blame peers for this process's own stalls.
+ * authenticated packets, document sync (declarations, holdings with epochs, neighbour tables,
+ * operator moves), and a failure detector that does not blame peers for this process's own stalls.
  *
  * Events (eventemitter3):
  *   'peer-up'      (PeerState)                      first heartbeat of a peer, or again after it was down
  *   'peer-down'    (PeerState, 'timeout'|'goodbye')  no heartbeat for deadAfterMs, or it said goodbye
  *   'peer-restart' (PeerState)                      a higher incarnation: everything known about it was reset
  *                                                   (followed by 'peer-up' if it was down)
- *   'change'       (PeerState)                      a live peer's declaration, held VIPs, epochs, health or
- *                                                   completeness changed
+ *   'change'       (PeerState)                      a live peer's declaration, held VIPs, epochs, health,
+ *                                                   operator moves or completeness changed
  *   'neighbours'   (PeerState)                      a peer's neighbour table arrived or changed
  *   'stall'        ({ lagMs })                      this process did not run for longer than deadAfterMs
  *   'error'        (Error)                          socket errors; a foreign process using this node's name
@@ -41,11 +41,16 @@ import { Counters, type DropReason } from './counters';
 import { CHUNK_WINDOW, OutgoingDocument, Reassembly, ReassemblyBudget } from './document-sync';
 import {
   MAX_HOLDING_ENTRY_BYTES,
+  MAX_MOVES,
+  MAX_MOVE_ENTRY_BYTES,
   MAX_NEIGHBOUR_ENTRY_BYTES,
   decodeHoldings,
+  decodeMoves,
   decodeNeighbours,
   encodeHoldings,
+  encodeMoves,
   encodeNeighbours,
+  type Move,
   type Neighbour,
 } from './documents';
 import { newIncarnation } from './incarnation';
@@ -110,6 +115,11 @@ export interface LocalState {
   unhealthy: Set<string> | 'all';
   /** Hosts this node's kernel knows on the VIP links (shared so a new holder can reach them). */
   neighbours?: Array<{ address: string; mac: string }>;
+  /**
+   * Operator moves this node issued and still holds to: VIP → { node, seq } (at most 64; seq
+   * increases with every move the issuer makes, so a newer move wins). Absent means none.
+   */
+  moves?: ReadonlyMap<string, Move>;
 }
 
 /**
@@ -133,6 +143,11 @@ export interface PeerState {
   holdings: Map<string, number>;
   unhealthy: Set<string> | 'all';
   neighbours: Array<{ address: string; mac: string }>;
+  /**
+   * Its operator moves as last received, keys in canonical IP spelling (empty when it has none
+   * or they are not known yet). A change emits 'change'.
+   */
+  moves: Map<string, Move>;
   /** It said goodbye (this incarnation will not come back). */
   leaving: boolean;
 }
@@ -166,13 +181,17 @@ interface PeerRecord {
   declarations: KnownDeclaration[];
   holdingsDoc: { digest: Buffer; map: Map<string, number> } | null;
   neighboursDoc: { digest: Buffer; list: Neighbour[] } | null;
+  /** Starts as the empty document, so a peer without moves costs no transfer. */
+  movesDoc: { digest: Buffer; map: Map<string, Move> };
   incoming: Map<DocumentKind, Reassembly>;
   requested: Map<DocumentKind, PendingRequest>;
   view: PeerState;
 }
 
 const ZERO_DIGEST = Buffer.alloc(DIGEST_BYTES);
-const KINDS = [DocumentKind.Declaration, DocumentKind.Holdings, DocumentKind.Neighbours] as const;
+const KINDS = [DocumentKind.Declaration, DocumentKind.Holdings, DocumentKind.Neighbours, DocumentKind.Moves] as const;
+/** SHA-256 of the empty document: what a node without moves announces. */
+const EMPTY_DOCUMENT_DIGEST = new OutgoingDocument(DocumentKind.Moves, Buffer.alloc(0)).digest;
 const GOODBYE_COPIES = 3;
 
 /** Peer membership over UDP. See the file comment for events. */
@@ -210,6 +229,7 @@ export class Membership extends EventEmitter {
   private declarationDoc: OutgoingDocument;
   private holdingsDoc: OutgoingDocument;
   private neighboursDoc: OutgoingDocument;
+  private movesDoc: OutgoingDocument;
   private heartbeatBody: Buffer;
 
   constructor(private readonly options: MembershipOptions) {
@@ -253,6 +273,7 @@ export class Membership extends EventEmitter {
     this.declarationDoc = new OutgoingDocument(DocumentKind.Declaration, Buffer.alloc(0));
     this.holdingsDoc = new OutgoingDocument(DocumentKind.Holdings, Buffer.alloc(0));
     this.neighboursDoc = new OutgoingDocument(DocumentKind.Neighbours, Buffer.alloc(0));
+    this.movesDoc = new OutgoingDocument(DocumentKind.Moves, Buffer.alloc(0));
     this.heartbeatBody = this.buildHeartbeat(new Set(), new Set());
   }
 
@@ -290,11 +311,14 @@ export class Membership extends EventEmitter {
   }
 
   /**
-   * Replaces what this node announces. Sends at once (holdings chunks first, then a heartbeat)
-   * when anything changed, instead of waiting for the next tick.
-   * @throws when a declaration has more than 4,096 VIPs or vipsOf throws, or an epoch is invalid.
+   * Replaces what this node announces. Sends at once (holdings and moves chunks first, then a
+   * heartbeat) when anything changed, instead of waiting for the next tick.
+   * @throws when a declaration has more than 4,096 VIPs or vipsOf throws, an epoch is invalid,
+   * or a move is (see encodeMoves: more than 64, a bad IP, node name or seq).
    */
   setLocal(state: LocalState): void {
+    // Encoded first: a bad move must throw before anything else of the new state is taken.
+    const movesBytes = encodeMoves(state.moves ?? new Map<string, Move>());
     if (!state.declaration.equals(this.declarationDoc.bytes)) {
       const vips = new VipList(state.declaration.length ? this.options.vipsOf(state.declaration) : []);
       if (vips.size > MAX_DECLARED_VIPS) throw new Error(`mta-vip membership: at most ${MAX_DECLARED_VIPS} VIPs per node (declared ${vips.size})`);
@@ -307,13 +331,17 @@ export class Membership extends EventEmitter {
     const neighbours = encodeNeighbours(state.neighbours ?? [], this.maxNeighbours);
     if (neighbours.truncated) this.counter.add('neighbours_truncated', neighbours.truncated);
     if (!neighbours.bytes.equals(this.neighboursDoc.bytes)) this.neighboursDoc = new OutgoingDocument(DocumentKind.Neighbours, neighbours.bytes);
+    const movesChanged = !movesBytes.equals(this.movesDoc.bytes);
+    if (movesChanged) this.movesDoc = new OutgoingDocument(DocumentKind.Moves, movesBytes);
 
     const body = this.buildHeartbeat(state.holdings.keys(), state.unhealthy);
     const changed = !body.equals(this.heartbeatBody);
     this.heartbeatBody = body;
     if (!this.running) return;
+    // Documents before the heartbeat that announces them, so receivers rarely need to ask.
     if (holdingsChanged) this.sendChunks(this.holdingsDoc, 0, this.destinations);
-    if (changed || holdingsChanged) this.sendHeartbeat();
+    if (movesChanged) this.sendChunks(this.movesDoc, 0, this.destinations);
+    if (changed || holdingsChanged || movesChanged) this.sendHeartbeat();
   }
 
   /** Every peer known (live or not), newest data. */
@@ -530,6 +558,12 @@ export class Membership extends EventEmitter {
       record.holdingsDoc = { digest, map };
       return true;
     }
+    if (kind === DocumentKind.Moves) {
+      const map = decodeMoves(bytes);
+      if (!map) return false;
+      record.movesDoc = { digest, map };
+      return true;
+    }
     const list = decodeNeighbours(bytes);
     if (!list || list.length > this.maxNeighbours) return false;
     record.neighboursDoc = { digest, list };
@@ -560,6 +594,7 @@ export class Membership extends EventEmitter {
     view.unhealthy = unhealthy;
     view.complete = interpretable && holdingsCurrent;
     view.neighbours = record.neighboursDoc?.list ?? [];
+    view.moves = record.movesDoc.map;
   }
 
   /** The declaration with this digest: from the peer, or shared with another peer (same config). */
@@ -580,6 +615,7 @@ export class Membership extends EventEmitter {
   private alreadyHave(record: PeerRecord, kind: DocumentKind, digest: Buffer): boolean {
     if (kind === DocumentKind.Declaration) return this.findDeclaration(record, digest) !== null;
     if (kind === DocumentKind.Holdings) return record.holdingsDoc !== null && record.holdingsDoc.digest.equals(digest);
+    if (kind === DocumentKind.Moves) return record.movesDoc.digest.equals(digest);
     return record.neighboursDoc !== null && record.neighboursDoc.digest.equals(digest);
   }
 
@@ -588,7 +624,7 @@ export class Membership extends EventEmitter {
     const beat = record.beat;
     if (!beat || !record.live || record.leaving || !this.running) return;
     for (const kind of KINDS) {
-      const announced = kind === DocumentKind.Declaration ? beat.declarationDigest : kind === DocumentKind.Holdings ? beat.holdingsDigest : beat.neighboursDigest;
+      const announced = announcedDigest(beat, kind);
       if (this.haveAnnounced(record, kind, announced)) continue;
       const reassembly = record.incoming.get(kind);
       const inProgress = reassembly && prefixEquals(reassembly.digest, announced) ? reassembly : undefined;
@@ -602,7 +638,7 @@ export class Membership extends EventEmitter {
 
   private haveAnnounced(record: PeerRecord, kind: DocumentKind, announced: Buffer): boolean {
     if (kind === DocumentKind.Declaration) return this.findDeclaration(record, announced) !== null;
-    const doc = kind === DocumentKind.Holdings ? record.holdingsDoc : record.neighboursDoc;
+    const doc = kind === DocumentKind.Holdings ? record.holdingsDoc : kind === DocumentKind.Moves ? record.movesDoc : record.neighboursDoc;
     return doc !== null && prefixEquals(doc.digest, announced);
   }
 
@@ -617,12 +653,14 @@ export class Membership extends EventEmitter {
   private localDocument(kind: DocumentKind): OutgoingDocument {
     if (kind === DocumentKind.Declaration) return this.declarationDoc;
     if (kind === DocumentKind.Holdings) return this.holdingsDoc;
+    if (kind === DocumentKind.Moves) return this.movesDoc;
     return this.neighboursDoc;
   }
 
   private documentLimit(kind: DocumentKind): number {
     if (kind === DocumentKind.Declaration) return this.maxDeclarationBytes;
     if (kind === DocumentKind.Holdings) return MAX_DECLARED_VIPS * MAX_HOLDING_ENTRY_BYTES;
+    if (kind === DocumentKind.Moves) return MAX_MOVES * MAX_MOVE_ENTRY_BYTES;
     return this.maxNeighbours * MAX_NEIGHBOUR_ENTRY_BYTES;
   }
 
@@ -642,6 +680,7 @@ export class Membership extends EventEmitter {
       declarationDigest: this.declarationDoc.digest,
       holdingsDigest: this.holdingsDoc.digest,
       neighboursDigest: this.neighboursDoc.digest,
+      movesDigest: this.movesDoc.digest,
       vipCount: this.localVips.size,
       held: heldMap.bitmap,
       unhealthy: unhealthyMap,
@@ -699,6 +738,12 @@ export class Membership extends EventEmitter {
       const now = this.now();
       for (const record of this.peerTable.values()) if (record.live) record.lastHeard = now;
       this.emit('stall', { lagMs: Math.round(lagMs) });
+    } else if (lagMs > this.heartbeatMs) {
+      // A shorter stall still ate into every peer's allowance: a 150 ms stop right after a
+      // heartbeat arrived would otherwise make a 200 ms dead-after expire on the first tick.
+      // Count only time this process was running.
+      const now = this.now();
+      for (const record of this.peerTable.values()) if (record.live) record.lastHeard = Math.min(now, record.lastHeard + lagMs);
     }
     this.sendHeartbeat();
     // setImmediate runs after the poll phase, so heartbeats that queued up while this timer was
@@ -744,6 +789,7 @@ export class Membership extends EventEmitter {
       declarations: [],
       holdingsDoc: null,
       neighboursDoc: null,
+      movesDoc: { digest: EMPTY_DOCUMENT_DIGEST, map: new Map() },
       incoming: new Map(),
       requested: new Map(),
       view: {
@@ -760,6 +806,7 @@ export class Membership extends EventEmitter {
         holdings: new Map(),
         unhealthy: new Set(),
         neighbours: [],
+        moves: new Map(),
         leaving: false,
       },
     };
@@ -815,6 +862,14 @@ export class Membership extends EventEmitter {
       leaving: record.leaving,
     };
   }
+}
+
+/** The digest (or its 8-byte prefix) a heartbeat announces for a document kind. */
+function announcedDigest(beat: Heartbeat, kind: DocumentKind): Buffer {
+  if (kind === DocumentKind.Declaration) return beat.declarationDigest;
+  if (kind === DocumentKind.Holdings) return beat.holdingsDigest;
+  if (kind === DocumentKind.Moves) return beat.movesDigest;
+  return beat.neighboursDigest;
 }
 
 function prefixEquals(full: Buffer, prefix: Buffer): boolean {

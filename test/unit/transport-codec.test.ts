@@ -17,7 +17,17 @@ import {
   readEnvelope,
 } from '../../lib/transport/codec';
 import { OutgoingDocument, Reassembly, ReassemblyBudget, sha256 } from '../../lib/transport/document-sync';
-import { decodeHoldings, decodeNeighbours, encodeHoldings, encodeNeighbours } from '../../lib/transport/documents';
+import {
+  MAX_MOVES,
+  MAX_MOVE_ENTRY_BYTES,
+  decodeHoldings,
+  decodeMoves,
+  decodeNeighbours,
+  encodeHoldings,
+  encodeMoves,
+  encodeNeighbours,
+  type Move,
+} from '../../lib/transport/documents';
 import { ReplayGuard, REPLAY_WINDOW } from '../../lib/transport/replay-guard';
 import { VipList } from '../../lib/transport/vip-list';
 
@@ -65,6 +75,7 @@ test('heartbeat with 4,096 declared VIPs, all held and some unhealthy, stays und
     declarationDigest: Buffer.alloc(32, 1),
     holdingsDigest: Buffer.alloc(8, 2),
     neighboursDigest: Buffer.alloc(8, 3),
+    movesDigest: Buffer.alloc(8, 4),
     vipCount: vips.size,
     held,
     unhealthy,
@@ -75,13 +86,15 @@ test('heartbeat with 4,096 declared VIPs, all held and some unhealthy, stays und
   const beat = decodeHeartbeat(body);
   assert.ok(typeof beat !== 'string');
   assert.equal(beat.vipCount, 4096);
+  assert.ok(beat.movesDigest.equals(Buffer.alloc(8, 4)));
+  assert.ok(beat.neighboursDigest.equals(Buffer.alloc(8, 3)));
   assert.deepEqual(vips.fromBitmap(beat.held), vips.ips);
   assert.deepEqual(vips.fromBitmap(beat.unhealthy ?? Buffer.alloc(0)), vips.ips.filter((_, i) => i % 7 === 0));
 });
 
 test('heartbeat decoder rejects wrong lengths, unknown flags and non-zero padding', () => {
   const vips = new VipList(['198.18.0.1', '198.18.0.2', '198.18.0.3']);
-  const good = encodeHeartbeat({ allUnhealthy: false, declarationDigest: Buffer.alloc(32), holdingsDigest: Buffer.alloc(8), neighboursDigest: Buffer.alloc(8), vipCount: 3, held: vips.toBitmap(['198.18.0.2']).bitmap, unhealthy: null });
+  const good = encodeHeartbeat({ allUnhealthy: false, declarationDigest: Buffer.alloc(32), holdingsDigest: Buffer.alloc(8), neighboursDigest: Buffer.alloc(8), movesDigest: Buffer.alloc(8), vipCount: 3, held: vips.toBitmap(['198.18.0.2']).bitmap, unhealthy: null });
   assert.ok(typeof decodeHeartbeat(good) !== 'string');
   assert.equal(decodeHeartbeat(good.subarray(0, good.length - 1)), 'malformed');
   assert.equal(decodeHeartbeat(Buffer.concat([good, Buffer.alloc(1)])), 'malformed');
@@ -173,6 +186,86 @@ test('holdings and neighbours documents round-trip and have one encoding per con
     { address: '2001:db8::9', mac: '02:00:00:00:00:02' },
   ]);
   assert.equal(encodeNeighbours([{ address: '198.18.1.1', mac: '02:00:00:00:00:01' }, { address: '198.18.1.2', mac: '02:00:00:00:00:01' }], 1).truncated, 1);
+});
+
+test('moves document round-trips, has one encoding per content and canonical keys', () => {
+  const moves = new Map<string, Move>([
+    ['2001:DB8:0::7', { node: 'n3', seq: 2 ** 48 - 1 }],
+    ['198.18.0.2', { node: 'nœud-2', seq: 7 }],
+    ['198.18.0.1', { node: 'n1', seq: 0 }],
+  ]);
+  const bytes = encodeMoves(moves);
+  assert.deepEqual(
+    decodeMoves(bytes),
+    new Map([
+      ['198.18.0.1', { node: 'n1', seq: 0 }],
+      ['198.18.0.2', { node: 'nœud-2', seq: 7 }],
+      ['2001:db8::7', { node: 'n3', seq: 2 ** 48 - 1 }],
+    ]),
+  );
+  assert.ok(encodeMoves(new Map([...moves].reverse())).equals(bytes), 'order of the map does not matter');
+  // Layout of one entry: family | address | node length | node | seq (u48).
+  const one = encodeMoves(new Map([['198.18.0.9', { node: 'ab', seq: 258 }]]));
+  assert.deepEqual([...one], [4, 198, 18, 0, 9, 2, 0x61, 0x62, 0, 0, 0, 0, 1, 2]);
+  assert.equal(encodeMoves(new Map()).length, 0);
+  assert.deepEqual(decodeMoves(Buffer.alloc(0)), new Map());
+});
+
+test('moves encoder refuses bad input; 64 moves with the longest names fit the document bound', () => {
+  const move = (node: string, seq = 1): Move => ({ node, seq });
+  assert.throws(() => encodeMoves(new Map([['mail.example', move('n1')]])), /not an IP/);
+  assert.throws(() => encodeMoves(new Map([['2001:db8::1', move('n1')], ['2001:DB8::1', move('n2')]])), /two moves/);
+  assert.throws(() => encodeMoves(new Map([['198.18.0.1', move('')]])), /node name/);
+  assert.throws(() => encodeMoves(new Map([['198.18.0.1', move('x'.repeat(65))]])), /node name/);
+  assert.throws(() => encodeMoves(new Map([['198.18.0.1', move('n1', -1)]])), /seq/);
+  assert.throws(() => encodeMoves(new Map([['198.18.0.1', move('n1', 2 ** 48)]])), /seq/);
+  assert.throws(() => encodeMoves(new Map([['198.18.0.1', move('n1', 1.5)]])), /seq/);
+  const tooMany = new Map(Array.from({ length: MAX_MOVES + 1 }, (_, i) => [`198.18.1.${i}`, move('n1')] as const));
+  assert.throws(() => encodeMoves(tooMany), /at most 64/);
+
+  const most = new Map(Array.from({ length: MAX_MOVES }, (_, i) => [`2001:db8::${i + 1}`, move('n'.repeat(64), i)] as const));
+  const bytes = encodeMoves(most);
+  assert.equal(bytes.length, MAX_MOVES * MAX_MOVE_ENTRY_BYTES);
+  assert.deepEqual(decodeMoves(bytes), most);
+});
+
+test('moves decoder refuses truncation, disorder, duplicates, bad names, trailing bytes and more than 64 entries', () => {
+  const a = encodeMoves(new Map([['198.18.0.1', { node: 'n1', seq: 1 }]]));
+  const b = encodeMoves(new Map([['198.18.0.2', { node: 'n2', seq: 2 }]]));
+  assert.ok(decodeMoves(Buffer.concat([a, b])));
+  assert.equal(decodeMoves(Buffer.concat([b, a])), null, 'not sorted');
+  assert.equal(decodeMoves(Buffer.concat([a, a])), null, 'duplicate address');
+  for (let cut = 1; cut < a.length; cut++) assert.equal(decodeMoves(a.subarray(0, cut)), null, `cut at ${cut}`);
+  assert.equal(decodeMoves(Buffer.concat([a, Buffer.from([4])])), null, 'trailing byte');
+  const family = Buffer.from(a);
+  family[0] = 5;
+  assert.equal(decodeMoves(family), null, 'unknown family');
+  const emptyName = Buffer.from([4, 198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 1]);
+  assert.equal(decodeMoves(emptyName), null, 'empty name');
+  const longName = Buffer.concat([Buffer.from([4, 198, 18, 0, 1, 65]), Buffer.alloc(65, 0x61), Buffer.alloc(6)]);
+  assert.equal(decodeMoves(longName), null, 'name of 65 bytes');
+  const badUtf8 = Buffer.from([4, 198, 18, 0, 1, 2, 0xc3, 0x28, 0, 0, 0, 0, 0, 1]);
+  assert.equal(decodeMoves(badUtf8), null, 'invalid UTF-8');
+  // 65 well-formed, sorted entries (built by hand: the encoder refuses them).
+  const entries = Array.from({ length: MAX_MOVES + 1 }, (_, i) => encodeMoves(new Map([[`198.18.2.${i}`, { node: 'n1', seq: i }]])));
+  assert.ok(decodeMoves(Buffer.concat(entries.slice(0, MAX_MOVES))));
+  assert.equal(decodeMoves(Buffer.concat(entries)), null, '65 entries');
+});
+
+test('chunks and requests of the moves kind decode; an unknown kind is malformed', () => {
+  const moves = new OutgoingDocument(DocumentKind.Moves, encodeMoves(new Map([['198.18.0.1', { node: 'n2', seq: 3 }]])));
+  const chunk = decodeChunk(encodeChunk(moves.chunk(0)));
+  assert.ok(typeof chunk !== 'string');
+  assert.equal(chunk.kind, DocumentKind.Moves);
+  assert.ok(chunk.data.equals(moves.bytes));
+  const request = encodeRequest({ kind: DocumentKind.Moves, target: 'n1', digest: moves.digest, from: 0 });
+  assert.equal((decodeRequest(request) as { kind: DocumentKind }).kind, DocumentKind.Moves);
+  const unknownChunk = encodeChunk(moves.chunk(0));
+  unknownChunk[0] = DocumentKind.Moves + 1;
+  assert.equal(decodeChunk(unknownChunk), 'malformed');
+  const unknownRequest = Buffer.from(request);
+  unknownRequest[0] = DocumentKind.Moves + 1;
+  assert.equal(decodeRequest(unknownRequest), 'malformed');
 });
 
 test('addresses: IPv4 and IPv6 pack and unpack canonically; peers parse with and without port', () => {

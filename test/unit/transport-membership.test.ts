@@ -83,6 +83,47 @@ test('three nodes on loopback see each other and learn declarations, holdings wi
   await Promise.all(nodes.map((m) => m.close()));
 });
 
+test('operator moves travel to every node: pulled by digest after start, pushed on change, cleared', async () => {
+  const port = nextPort++;
+  const addresses = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
+  const peers = addresses.map((a) => `${a}:${port}`);
+  const nodes = addresses.map((address, i) => node(`n${i + 1}`, address, port, peers));
+  const [a, b, c] = nodes as [Membership, Membership, Membership];
+  const local = (moves: Map<string, { node: string; seq: number }>) => ({ declaration: declare(VIPS), holdings: new Map(), unhealthy: new Set<string>(), moves });
+  // Set before start: nothing is pushed, so B and C must ask for the document the heartbeat names.
+  a.setLocal(local(new Map([['198.18.0.2', { node: 'n3', seq: 1 }]])));
+  b.setLocal(local(new Map()));
+  c.setLocal(local(new Map()));
+  const changes = new Map<Membership, PeerState[]>([[b, []], [c, []]]);
+  for (const [m, list] of changes) m.on('change', (p: PeerState) => list.push(p));
+  await Promise.all(nodes.map((m) => m.start()));
+  const movesOf = (m: Membership) => peerOf(m, 'n1')?.moves;
+  await waitFor('moves pulled by B and C', () => [b, c].every((m) => movesOf(m)?.get('198.18.0.2')?.seq === 1));
+  assert.deepEqual(movesOf(b), new Map([['198.18.0.2', { node: 'n3', seq: 1 }]]));
+  assert.ok((b.counters().requests_sent ?? 0) > 0);
+  assert.equal(peerOf(a, 'n2')?.moves.size, 0, 'B announces no moves');
+
+  // A newer move of the same VIP and a move of another: pushed at once, 'change' on both.
+  const moved = new Map([
+    ['198.18.0.2', { node: 'n2', seq: 2 }],
+    ['198.18.0.4', { node: 'n1', seq: 3 }],
+  ]);
+  a.setLocal(local(moved));
+  const sawChange = (m: Membership, test: (p: PeerState) => boolean): boolean => (changes.get(m) ?? []).some((p) => p.node === 'n1' && test(p));
+  await waitFor('new moves on B and C', () => [b, c].every((m) => sawChange(m, (p) => p.moves.get('198.18.0.4')?.seq === 3)));
+  for (const m of [b, c]) assert.deepEqual(movesOf(m), moved);
+
+  // Clearing travels too.
+  a.setLocal(local(new Map()));
+  await waitFor('moves cleared on B and C', () => [b, c].every((m) => movesOf(m)?.size === 0 && sawChange(m, (p) => p.moves.size === 0)));
+  for (const m of [a, b, c]) {
+    assert.equal(m.counters().documents_rejected, 0);
+    assert.equal(m.counters().dropped_malformed, 0);
+  }
+  assert.throws(() => a.setLocal(local(new Map([['198.18.0.1', { node: '', seq: 1 }]]))), /node name/);
+  await Promise.all(nodes.map((m) => m.close()));
+});
+
 test('goodbye takes a peer down at once; silence takes it down after dead-after; a restart is recognised', async () => {
   const { port, nodes, addresses } = await trio({ deadAfterMs: 200 });
   const [n1, n2, n3] = nodes as [Membership, Membership, Membership];

@@ -5,7 +5,7 @@ import { PacketAuthenticator } from '../../lib/transport/auth';
 import { DocumentKind, PacketType, encodeChunk, encodeHeartbeat, encodePacket, encodeRequest } from '../../lib/transport/codec';
 import { DROP_REASONS } from '../../lib/transport/counters';
 import { OutgoingDocument } from '../../lib/transport/document-sync';
-import { encodeHoldings } from '../../lib/transport/documents';
+import { MAX_MOVES, MAX_MOVE_ENTRY_BYTES, encodeHoldings, encodeMoves } from '../../lib/transport/documents';
 import { Membership, type PeerState } from '../../lib/transport/membership';
 import { VipList } from '../../lib/transport/vip-list';
 
@@ -29,7 +29,7 @@ class Forge {
     return packet;
   }
 
-  heartbeat(declaration: Buffer, held: string[], sequence?: number): Buffer {
+  heartbeat(declaration: Buffer, held: string[], sequence?: number, moves: Buffer = Buffer.alloc(0)): Buffer {
     const vips = new VipList(vipsOf(declaration));
     const holdings = new OutgoingDocument(DocumentKind.Holdings, encodeHoldings(new Map(held.map((ip) => [ip, 1]))));
     const body = encodeHeartbeat({
@@ -37,6 +37,7 @@ class Forge {
       declarationDigest: new OutgoingDocument(DocumentKind.Declaration, declaration).digest,
       holdingsDigest: holdings.digest,
       neighboursDigest: new OutgoingDocument(DocumentKind.Neighbours, Buffer.alloc(0)).digest,
+      movesDigest: new OutgoingDocument(DocumentKind.Moves, moves).digest,
       vipCount: vips.size,
       held: vips.toBitmap(held).bitmap,
       unhealthy: null,
@@ -98,6 +99,10 @@ test('each drop reason is counted for a crafted packet', () => {
   const wrongVersion = Buffer.from(first);
   wrongVersion[2] = 9;
   expect('unsupported_version', wrongVersion);
+  // Version 1 had no moves digest in the heartbeat: its packets cannot be read and are dropped.
+  const versionOne = Buffer.from(first);
+  versionOne[2] = 1;
+  expect('unsupported_version', versionOne);
   expect('oversized', Buffer.alloc(1453, 1));
   expect('name_clash', new Forge('me', 5n).heartbeat(DECLARATION, []));
   const count = counterReader(membership);
@@ -148,15 +153,82 @@ test('pushed chunks complete a peer view: declaration, holdings with epochs', ()
   assert.equal(membership.counters().documents_completed, 2);
 });
 
+test('pushed moves reach the peer view and emit change; an empty document clears them', () => {
+  const membership = receiver();
+  const forge = new Forge();
+  const changes: PeerState[] = [];
+  membership.on('change', (peer: PeerState) => changes.push(peer));
+  membership.receive(forge.heartbeat(DECLARATION, []), FROM);
+  assert.deepEqual(membership.peers()[0]?.moves, new Map(), 'no moves announced: known empty without a transfer');
+
+  const moves = encodeMoves(new Map([['198.18.0.2', { node: 'me', seq: 4 }]]));
+  const document = new OutgoingDocument(DocumentKind.Moves, moves);
+  membership.receive(forge.packet(PacketType.Chunk, encodeChunk(document.chunk(0))), FROM);
+  assert.deepEqual(membership.peers()[0]?.moves, new Map([['198.18.0.2', { node: 'me', seq: 4 }]]));
+  assert.deepEqual(changes.at(-1)?.moves, new Map([['198.18.0.2', { node: 'me', seq: 4 }]]));
+  const before = changes.length;
+  // The heartbeat announcing the same moves changes nothing more about them.
+  membership.receive(forge.heartbeat(DECLARATION, [], undefined, moves), FROM);
+  assert.deepEqual(membership.peers()[0]?.moves, new Map([['198.18.0.2', { node: 'me', seq: 4 }]]));
+
+  const empty = new OutgoingDocument(DocumentKind.Moves, Buffer.alloc(0));
+  membership.receive(forge.packet(PacketType.Chunk, encodeChunk(empty.chunk(0))), FROM);
+  assert.deepEqual(membership.peers()[0]?.moves, new Map());
+  assert.ok(changes.length > before && changes.at(-1)?.moves.size === 0, 'clearing emits change');
+  assert.equal(membership.counters().documents_completed, 2);
+});
+
+test('a malformed moves document is counted as rejected and leaves the known moves alone', () => {
+  const membership = receiver();
+  const errors: unknown[] = [];
+  membership.on('error', (error: unknown) => errors.push(error));
+  const forge = new Forge();
+  const good = encodeMoves(new Map([['198.18.0.1', { node: 'n1', seq: 1 }]]));
+  membership.receive(forge.heartbeat(DECLARATION, [], undefined, good), FROM);
+  membership.receive(forge.packet(PacketType.Chunk, encodeChunk(new OutgoingDocument(DocumentKind.Moves, good).chunk(0))), FROM);
+  assert.equal(membership.peers()[0]?.moves.get('198.18.0.1')?.seq, 1);
+
+  const changes: PeerState[] = [];
+  membership.on('change', (peer: PeerState) => changes.push(peer));
+  const later = encodeMoves(new Map([['198.18.0.2', { node: 'n2', seq: 2 }]]));
+  const malformed = [
+    Buffer.concat([later, good]), // out of order
+    Buffer.concat([good, good]), // duplicate address
+    good.subarray(0, good.length - 1), // truncated seq
+    Buffer.from([4, 198, 18, 0, 1, 2, 0xc3, 0x28, 0, 0, 0, 0, 0, 1]), // invalid UTF-8 name
+    Buffer.concat([Buffer.from([4, 198, 18, 0, 1, 65]), Buffer.alloc(65, 0x61), Buffer.alloc(6)]), // name of 65 bytes
+  ];
+  for (const bytes of malformed) {
+    const rejected = membership.counters().documents_rejected ?? 0;
+    // Well framed and with the right digest: only the content is wrong.
+    const document = new OutgoingDocument(DocumentKind.Moves, bytes);
+    membership.receive(forge.heartbeat(DECLARATION, [], undefined, bytes), FROM);
+    membership.receive(forge.packet(PacketType.Chunk, encodeChunk(document.chunk(0))), FROM);
+    assert.equal(membership.counters().documents_rejected, rejected + 1, bytes.toString('hex'));
+    assert.deepEqual(membership.peers()[0]?.moves, new Map([['198.18.0.1', { node: 'n1', seq: 1 }]]));
+  }
+  assert.ok(changes.every((peer) => peer.moves.get('198.18.0.1')?.seq === 1), 'no change carried a malformed move');
+
+  // Longer than 64 moves could ever be: discarded chunk by chunk, before any reassembly.
+  const discarded = membership.counters().chunks_discarded ?? 0;
+  const huge = new OutgoingDocument(DocumentKind.Moves, Buffer.alloc(MAX_MOVES * MAX_MOVE_ENTRY_BYTES + 1, 4));
+  membership.receive(forge.packet(PacketType.Chunk, encodeChunk(huge.chunk(0))), FROM);
+  assert.equal(membership.counters().chunks_discarded, discarded + 1);
+  assert.equal(membership.counters().reassembly_bytes, 0);
+  assert.deepEqual(errors, []);
+});
+
 test('fast fuzz corpus: 20,000 random and mutated packets never throw and all are counted', () => {
   const membership = receiver();
   const errors: unknown[] = [];
   membership.on('error', (error: unknown) => errors.push(error));
   const forge = new Forge();
   const declaration = new OutgoingDocument(DocumentKind.Declaration, DECLARATION);
+  const moves = new OutgoingDocument(DocumentKind.Moves, encodeMoves(new Map([['198.18.0.1', { node: 'me', seq: 9 }]])));
   const seeds = [
-    forge.heartbeat(DECLARATION, ['198.18.0.1']),
+    forge.heartbeat(DECLARATION, ['198.18.0.1'], undefined, moves.bytes),
     forge.packet(PacketType.Chunk, encodeChunk(declaration.chunk(0))),
+    forge.packet(PacketType.Chunk, encodeChunk(moves.chunk(0))),
     forge.packet(PacketType.Request, encodeRequest({ kind: DocumentKind.Declaration, target: 'me', digest: declaration.digest, from: 0 })),
     forge.packet(PacketType.Goodbye, Buffer.alloc(0)),
   ];
