@@ -19,6 +19,7 @@ import {
   declare,
   elect,
   encodeDeclaration,
+  canonicalIp,
   explain,
   parseHostPort,
   plan,
@@ -179,6 +180,9 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
   private readonly sniffers = new Map<string, ReturnType<typeof net.sniff>>();
   private readonly reannounceTimers = new Map<string, NodeJS.Timeout>();
   private sharedNeighbours: Array<{ address: string; mac: string }> = [];
+  /** Operator moves issued on this node: ip → target node and a cluster-wide ordering number. */
+  private readonly moves = new Map<string, { node: string; seq: number }>();
+  private lastMoveSeq = 0;
 
   constructor(input: ClusterConfig, options: RuntimeOptions = {}) {
     super();
@@ -389,6 +393,37 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     return explain(this.view(), ip, this.electOptions());
   }
 
+  /**
+   * Planned move: pins `ip` to `node` (a live participant). Every node learns
+   * the pin from this node's heartbeats and the election honours it (rule 2):
+   * the holder drains and releases, then `node` acquires. The pin lasts while
+   * this node lives, until `move(ip, null)` clears it, or until `node` stops
+   * being a live participant (then it is dropped). Among pins from several
+   * nodes the newest wins.
+   */
+  move(ip: string, node: string | null): { ip: string; node: string | null; from: string | null; seq: number } {
+    const canonical = canonicalIp(ip);
+    if (!canonical) throw new TypeError(`move: "${ip}" is not an IP address`);
+    if (!this.started) throw new Error('move: start() the cluster first');
+    const outcome = this.assignment?.vips.get(canonical);
+    if (node === null) {
+      this.moves.delete(canonical);
+    } else {
+      if (!outcome) throw new Error(`move: no live node declares ${canonical}`);
+      if (outcome.flags.broken) throw new Error(`move: ${canonical} is BROKEN (${outcome.flags.broken.message}); fix the config first`);
+      if (outcome.follows) throw new Error(`move: ${canonical} follows ${outcome.follows}; move ${outcome.follows} instead`);
+      if (!outcome.participants.includes(node)) {
+        throw new Error(`move: ${node} is not a live participant of ${canonical} (participants: ${outcome.participants.join(', ') || 'none'})`);
+      }
+      this.lastMoveSeq = Math.max(Date.now(), this.lastMoveSeq + 1);
+      this.moves.set(canonical, { node, seq: this.lastMoveSeq });
+    }
+    this.count('moves_total');
+    this.publish();
+    this.requestReconcile();
+    return { ip: canonical, node, from: outcome?.owner ?? null, seq: this.moves.get(canonical)?.seq ?? 0 };
+  }
+
   /** A JSON-ready snapshot: VIPs with state, owner, flags and evidence; peers; counters. */
   status(): ClusterStatus {
     const t = now();
@@ -442,7 +477,35 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       },
       this.membership.peers(),
       this.cache,
+      this.overrides(),
     );
+  }
+
+  /** The pins in force: every live node's moves, the newest per VIP. */
+  private overrides(): Map<string, string> {
+    const newest = new Map<string, { node: string; seq: number; issuer: string }>();
+    const consider = (issuer: string, moves: ReadonlyMap<string, { node: string; seq: number }>): void => {
+      for (const [ip, move] of moves) {
+        const current = newest.get(ip);
+        if (!current || move.seq > current.seq || (move.seq === current.seq && issuer < current.issuer)) newest.set(ip, { ...move, issuer });
+      }
+    };
+    consider(this.node, this.moves);
+    for (const peer of this.membership.peers()) if (peer.live) consider(peer.node, peer.moves);
+    return new Map([...newest].map(([ip, m]) => [ip, m.node]));
+  }
+
+  /** Drops our pins whose target is no longer a live participant (they would pin nothing). */
+  private dropStaleMoves(assignment: Assignment): void {
+    let changed = false;
+    for (const [ip, move] of this.moves) {
+      const outcome = assignment.vips.get(ip);
+      if (!outcome || !outcome.participants.includes(move.node)) {
+        this.moves.delete(ip);
+        changed = true;
+      }
+    }
+    if (changed) this.publish();
   }
 
   // --- reconcile ----------------------------------------------------------
@@ -479,14 +542,15 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     if (this.closing) return;
     const t = now();
     if (this.health.expire(t)) this.publish();
+    const settled = t >= this.settleUntil;
     const view = this.view();
     const options = this.electOptions();
     const assignment = elect(view, options);
     this.assignment = assignment;
+    if (settled) this.dropStaleMoves(assignment);
     this.reportOutcomes(assignment);
     this.refreshBindings(view);
 
-    const settled = t >= this.settleUntil;
     // Until settled (boot, link back up, after a stall) only releases go ahead.
     const actions: Array<{ type: 'release'; ip: string; reason: string; detail: string } | { type: 'acquire'; ip: string; epoch: number }> = plan(
       this.node,
@@ -881,6 +945,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       holdings: this.holdings(),
       unhealthy: this.health.unhealthy(this.config.vips),
       neighbours: this.sharedNeighbours,
+      moves: this.moves,
     });
   }
 

@@ -21,3 +21,6 @@ export { ConfigError, validateConfig, resolveConfig, elect, plan, explain } from
 export type { ClusterConfig, ResolvedConfig, ConfigProblem, Assignment, VipOutcome, VipFlags, Evidence, Explanation } from './core';
 export { SmtpListener } from './mta';
 export * as net from './net';
+export { createAdminServer } from './ops/admin';
+export type { AdminOptions } from './ops/admin';
+export { prometheusText } from './ops/metrics';

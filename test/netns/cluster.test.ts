@@ -468,6 +468,30 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
     const status = await cluster.status('n2');
     assert.equal(status.peers.filter((p: any) => p.live).length, 2, 'n2 never lost its peers for good');
   });
+
+  test('operator move through the CLI and the admin endpoint: the holder drains, the chosen node takes the VIP; metrics and status tell', async () => {
+    cluster = new Cluster(lab);
+    await Promise.all(NODES.map((n) => cluster.start(n, { ...configFor(lab, n, DEFAULT_VIPS), fixture: { adminPort: 7980 } })));
+    const holder = (await settledHolders(lab, [vip4(4)])).get(vip4(4)) as string;
+    const target = NODES.find((n) => n !== holder) as string;
+    const cli = require.resolve('../../lib/ops/cli.js');
+    // Issued on a third node (neither holder nor target): the pin travels in heartbeats.
+    const issuer = NODES.find((n) => n !== holder && n !== target) as string;
+    const moved = await lab.exec(issuer, [process.execPath, cli, 'move', vip4(4), target]);
+    assert.match(moved.stdout, new RegExp(`"node": "${target}"`));
+    await cluster.until(async () => (await holdersOf(lab, vip4(4))).join() === target, 10_000, `${vip4(4)} moved to ${target}`);
+    const released = (await cluster.proc(holder).nextMessage((m) => m.type === 'event' && m.name === 'released' && m.data.ip === vip4(4), 5000)) as any;
+    assert.equal(released.data.reason, 'not-owner');
+    const status = await lab.exec(target, [process.execPath, cli, 'status']);
+    assert.match(status.stdout, new RegExp(`${vip4(4).replace(/\./g, '\\.')}\\s+owned\\s+${target}\\s+override`));
+    const metrics = await lab.exec(target, [process.execPath, '-e', "fetch('http://127.0.0.1:7980/metrics').then(r=>r.text()).then(t=>process.stdout.write(t))"]);
+    assert.match(metrics.stdout, new RegExp(`mta_vip_vip_owned\\{node="${target}",vip="${vip4(4).replace(/\./g, '\\.')}"\\} 1`));
+    assert.match(metrics.stdout, /mta_vip_acquisitions_total\{node="[^"]+"\} [1-9]/);
+    // A move to a node that does not declare the VIP is refused with the reason.
+    const refused = await lab.exec(issuer, [process.execPath, cli, 'move', vip4(4), 'nobody'], { allowFailure: true });
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /nobody is not a live participant/);
+  });
 });
 
 /** The UDP payloads of an Ethernet pcap file (IPv4 only, no options parsing beyond IHL). */
