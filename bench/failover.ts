@@ -22,7 +22,7 @@
  *   node dist/bench/failover.js [--trials N] [--quick] [--systems id,id]
  *   FAILOVER_TRIALS=N FAILOVER_SYSTEMS=mtavip,keepalived node dist/bench/failover.js
  * System ids: mtavip, mtavip-fast, keepalived, keepalived-fast, ucarp, mtavip-term.
- * --quick: 5 trials and a 2 s idle window. Needs root (namespaces).
+ * --quick: 5 trials and a 2 s idle window (FAILOVER_IDLE_MS sets it; default 10 s). Needs root (namespaces).
  *
  * Prints one JSON line and a table; writes bench/results/failover.json and
  * bench/results/failover.svg.
@@ -46,10 +46,16 @@ const TIMELINE_MS = 300;
 const STABLE_WINDOW_MS = 1000;
 const STABLE_TIMEOUT_MS = 30_000;
 const RUN_BUDGET_MS = 25 * 60_000;
-const RESULTS_DIR = path.resolve(__dirname, '..', '..', 'bench', 'results');
+/** FAILOVER_RESULTS_DIR: where failover.json and failover.svg go (default bench/results of this tree). */
+const RESULTS_DIR = process.env.FAILOVER_RESULTS_DIR ?? path.resolve(__dirname, '..', '..', 'bench', 'results');
 const SYSTEM_IDS = ['mtavip', 'mtavip-fast', 'keepalived', 'keepalived-fast', 'ucarp', 'mtavip-term'] as const;
 type SystemId = (typeof SYSTEM_IDS)[number];
-const FAST_TIMERS = { heartbeatMs: 20, deadAfterMs: 80 };
+/** mta-vip's fast timers; FAILOVER_FAST_TIMERS=10/40 tries others (heartbeat/dead-after ms). */
+const FAST_TIMERS = (() => {
+  const [heartbeatMs, deadAfterMs] = (process.env.FAILOVER_FAST_TIMERS ?? '20/80').split('/').map(Number);
+  if (!Number.isInteger(heartbeatMs) || !Number.isInteger(deadAfterMs)) throw new TypeError('FAILOVER_FAST_TIMERS must look like 20/80');
+  return { heartbeatMs: heartbeatMs as number, deadAfterMs: deadAfterMs as number };
+})();
 
 interface Settings {
   trials: number;
@@ -117,7 +123,9 @@ function settings(): Settings {
   if (!Number.isInteger(trials) || trials < 1 || trials > 1000) throw new RangeError(`trials must be an integer 1..1000, got ${trials}`);
   const list = (arg('--systems') ?? process.env.FAILOVER_SYSTEMS ?? SYSTEM_IDS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
   for (const id of list) if (!(SYSTEM_IDS as readonly string[]).includes(id)) throw new TypeError(`unknown system ${id}; known: ${SYSTEM_IDS.join(', ')}`);
-  return { trials, idleMs: quick ? 2000 : 10_000, systems: list as SystemId[] };
+  const idleMs = Number(process.env.FAILOVER_IDLE_MS ?? (quick ? 2000 : 10_000));
+  if (!Number.isInteger(idleMs) || idleMs < 0 || idleMs > 600_000) throw new RangeError(`FAILOVER_IDLE_MS must be 0..600000, got ${idleMs}`);
+  return { trials, idleMs, systems: list as SystemId[] };
 }
 
 export function stats(values: number[]): Stats | null {
@@ -338,6 +346,11 @@ async function measureSystem(id: SystemId, lab: Lab, prober: Prober, tmp: string
   return result;
 }
 
+function git(args: string[]): string {
+  const result = spawnSync('git', args, { cwd: path.resolve(__dirname, '..', '..'), encoding: 'utf8' });
+  return result.status === 0 ? result.stdout.trim() : `unknown (${result.stderr.trim()})`;
+}
+
 function fmt(v: number | null | undefined): string {
   return v === null || v === undefined ? '-' : String(Math.round(v));
 }
@@ -397,13 +410,18 @@ export async function run(): Promise<object> {
     await lab.destroy();
     killAllDaemonsSync();
     process.removeListener('exit', onExit);
-    fs.rmSync(tmp, { recursive: true, force: true });
+    // FAILOVER_KEEP_TMP=1 keeps the filled configs and daemon logs for a look.
+    if (process.env.FAILOVER_KEEP_TMP === '1') console.error(`failover: configs and logs kept in ${tmp}`);
+    else fs.rmSync(tmp, { recursive: true, force: true });
   }
 
   const output = {
     bench: 'failover',
     date: new Date().toISOString(),
     machine: { cpus: os.cpus().length, kernel: os.release(), node: process.version },
+    // What was measured: the runtime in dist/ built from this commit, plus any uncommitted lib/ changes.
+    // FAILOVER_SOURCE names a snapshot built elsewhere (a clean `git archive` of a commit).
+    source: process.env.FAILOVER_SOURCE ?? { commit: git(['rev-parse', '--short', 'HEAD']), libDirty: git(['status', '--porcelain', '--', 'lib', 'native']) !== '' },
     vip: VIP,
     trialsPerSystem: config.trials,
     probe: { intervalMs: PROBE_INTERVAL_MS, connectTimeoutMs: CONNECT_TIMEOUT_MS, trialTimeoutMs: TRIAL_TIMEOUT_MS },

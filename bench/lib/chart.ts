@@ -48,7 +48,7 @@ function boxPlots(systems: ChartSystem[], top: number): { svg: string[]; height:
   const hi = Math.log10(20_000);
   const x = (ms: number): number => LEFT + ((Math.log10(Math.max(10, ms)) - lo) / (hi - lo)) * (WIDTH - LEFT - RIGHT);
   const height = 40 + systems.length * ROW + 30;
-  svg.push(`<text x="${LEFT}" y="${top + 16}" font-size="15" font-weight="bold">Failover time: SIGKILL of the holder → first SMTP banner from another node (ms, log scale)</text>`);
+  svg.push(`<text x="10" y="${top + 16}" font-size="14" font-weight="bold">Failover: holder killed (SIGKILL, or SIGTERM where named) → first banner from another node (ms, log scale)</text>`);
   const axisY = top + 30 + systems.length * ROW;
   for (const tick of [10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000]) {
     svg.push(`<line x1="${x(tick)}" y1="${top + 26}" x2="${x(tick)}" y2="${axisY}" stroke="#e5e5e5"/>`);
@@ -88,7 +88,7 @@ function timelinePanel(system: ChartSystem, top: number): { svg: string[]; heigh
   const to = Math.max(50, ...ends);
   const x = (ms: number): number => LEFT + ((ms - from) / (to - from)) * (WIDTH - LEFT - RIGHT);
   const height = 36 + lanes.length * laneHeight + 34;
-  svg.push(`<text x="${LEFT}" y="${top + 16}" font-size="14" font-weight="bold">${esc(system.name)}: trial ${timeline.trial}, ${timeline.from} killed at 0, first banner from ${timeline.to ?? '-'} at ${timeline.failoverMs ?? '-'} ms</text>`);
+  svg.push(`<text x="10" y="${top + 16}" font-size="14" font-weight="bold">Timeline, ${esc(system.name)}: trial ${timeline.trial}, ${timeline.from} killed at 0, first banner from ${timeline.to ?? '-'} at ${timeline.failoverMs ?? '-'} ms</text>`);
   const laneTop = top + 28;
   lanes.forEach((lane, i) => {
     const cy = laneTop + i * laneHeight + laneHeight / 2;
@@ -102,7 +102,7 @@ function timelinePanel(system: ChartSystem, top: number): { svg: string[]; heigh
     svg.push(`<line x1="${x(t)}" y1="${axisY}" x2="${x(t)}" y2="${axisY + 4}" stroke="#444"/><text x="${x(t)}" y="${axisY + 16}" font-size="11" text-anchor="middle">${t}</text>`);
   }
   svg.push(`<line x1="${LEFT}" y1="${axisY}" x2="${WIDTH - RIGHT}" y2="${axisY}" stroke="#444"/>`);
-  svg.push(`<text x="${WIDTH - RIGHT}" y="${axisY + 30}" font-size="11" text-anchor="end">ms after the kill (each mark: one connection, at the time its banner or failure arrived)</text>`);
+  svg.push(`<text x="${WIDTH - RIGHT}" y="${axisY + 30}" font-size="11" text-anchor="end">ms after the kill; tick: a connection's banner or failure, faint line: from its connect() to then</text>`);
   svg.push(`<line x1="${x(0)}" y1="${laneTop - 4}" x2="${x(0)}" y2="${axisY}" stroke="#d62728" stroke-dasharray="4 3"/><text x="${x(0) + 3}" y="${laneTop - 6}" font-size="10" fill="#d62728">kill</text>`);
   if (timeline.failoverMs !== null) {
     svg.push(`<line x1="${x(timeline.failoverMs)}" y1="${laneTop - 4}" x2="${x(timeline.failoverMs)}" y2="${axisY}" stroke="#2ca02c" stroke-dasharray="4 3"/><text x="${x(timeline.failoverMs) + 3}" y="${laneTop - 6}" font-size="10" fill="#2ca02c">first new banner</text>`);
@@ -111,6 +111,8 @@ function timelinePanel(system: ChartSystem, top: number): { svg: string[]; heigh
     const lane = a.outcome === 'banner' && a.node && lanes.includes(a.node) ? lanes.indexOf(a.node) : 3;
     const cy = laneTop + lane * laneHeight + laneHeight / 2;
     const color = lane === 3 ? FAIL_COLOR : (NODE_COLORS[a.node as string] ?? '#000');
+    // The connection's life as a faint line, its banner or failure as a tick.
+    svg.push(`<line x1="${x(Math.max(from, a.start)).toFixed(1)}" y1="${cy + 8}" x2="${x(a.end).toFixed(1)}" y2="${cy + 8}" stroke="${color}" stroke-opacity="0.25"/>`);
     svg.push(`<rect x="${(x(a.end) - 0.75).toFixed(1)}" y="${cy - 7}" width="1.5" height="14" fill="${color}"/>`);
   }
   return { svg, height };

@@ -11,6 +11,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { DEFAULT_HEARTBEAT_MS, DEFAULT_PROBE_TIMEOUT_MS } from '../../lib/core/config';
 import { fixturePath, type Lab, type LabProcess } from '../../test/netns/harness';
 
 /** A daemon state change seen on a node, on the wall clock (Date.now()). */
@@ -74,7 +75,7 @@ export class MtaVipSystem implements FailoverSystem {
     private readonly timers: { heartbeatMs: number; deadAfterMs: number } | undefined,
     readonly signal: 'SIGKILL' | 'SIGTERM' = 'SIGKILL',
   ) {
-    this.settleMs = Math.max(1000, 5 * (timers?.deadAfterMs ?? 200));
+    this.settleMs = Math.max(1000, 5 * (timers?.deadAfterMs ?? 4 * DEFAULT_HEARTBEAT_MS));
   }
 
   config(node: string): Record<string, unknown> {
@@ -89,7 +90,7 @@ export class MtaVipSystem implements FailoverSystem {
   }
 
   describe(): Record<string, unknown> {
-    return { kind: this.kind, signal: this.signal, timers: this.timers ?? 'defaults (heartbeat 50 ms, dead-after 200 ms)', probe: 'default (200 ms timeout)', config: this.config(this.nodes[0] as string) };
+    return { kind: this.kind, signal: this.signal, timers: this.timers ?? `defaults (heartbeat ${DEFAULT_HEARTBEAT_MS} ms, dead-after ${4 * DEFAULT_HEARTBEAT_MS} ms)`, probe: `default (${DEFAULT_PROBE_TIMEOUT_MS} ms timeout)`, config: this.config(this.nodes[0] as string) };
   }
 
   async start(node: string): Promise<void> {
@@ -169,6 +170,17 @@ class Daemon {
       process.kill(-this.child.pid, signal);
     } catch {
       // already gone
+    }
+  }
+
+  /** Whether any process (zombies included) is left in the daemon's process group. */
+  groupAlive(): boolean {
+    if (this.child.pid === undefined) return false;
+    try {
+      process.kill(-this.child.pid, 0);
+      return true;
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code !== 'ESRCH';
     }
   }
 
@@ -253,6 +265,14 @@ abstract class PeerSystem implements FailoverSystem {
     const daemon = this.daemons.get(node);
     if (!daemon) return;
     await withTimeout(daemon.exited, timeoutMs, `${this.name} on ${node} to exit`);
+    // The group leader is reaped; its children (keepalived's VRRP child) may
+    // linger as zombies until init reaps them, and a restarted keepalived that
+    // finds their pid in its pid file refuses to start ("daemon is already running").
+    const deadline = Date.now() + timeoutMs;
+    while (daemon.groupAlive()) {
+      if (Date.now() > deadline) throw new Error(`${this.name} on ${node}: process group ${daemon.child.pid} still has members ${timeoutMs} ms after the kill`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
     this.daemons.delete(node);
   }
 
@@ -279,8 +299,8 @@ export class KeepalivedSystem extends PeerSystem {
   private readonly configs = new Map<string, string>();
 
   constructor(lab: Lab, name: string, nodes: string[], vip: string, dir: string, private readonly vrrp: { version: 2 | 3; advertInt: string }) {
-    // A restarted backup must have heard the master before the next trial: 3 adverts plus a margin.
-    super(lab, name, nodes, vip, dir, Math.max(1000, 3 * Number(vrrp.advertInt) * 1000 + 1000));
+    // A restarted backup should have heard the master (one advert) before the next trial, plus a margin.
+    super(lab, name, nodes, vip, dir, Number(vrrp.advertInt) * 1000 + 1000);
     const template = fs.readFileSync(path.join(PEERS_DIR, 'keepalived.conf.tmpl'), 'utf8');
     fs.copyFileSync(path.join(PEERS_DIR, 'keepalived-notify.sh'), path.join(dir, 'notify.sh'));
     fs.chmodSync(path.join(dir, 'notify.sh'), 0o755);
@@ -309,7 +329,7 @@ export class UcarpSystem extends PeerSystem {
   readonly kind = 'ucarp';
 
   constructor(lab: Lab, name: string, nodes: string[], vip: string, dir: string, private readonly advbase: number) {
-    super(lab, name, nodes, vip, dir, 3 * advbase * 1000 + 1000);
+    super(lab, name, nodes, vip, dir, advbase * 1000 + 1000);
     for (const script of ['ucarp-up.sh', 'ucarp-down.sh']) {
       fs.copyFileSync(path.join(PEERS_DIR, script), path.join(dir, script));
       fs.chmodSync(path.join(dir, script), 0o755);
