@@ -93,6 +93,12 @@ function formatIpv6(bytes: Uint8Array): string {
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
 }
 
+/** Canonical text of 4 or 16 packed bytes (IPv6 in RFC 5952 form); null for other lengths. */
+export function formatIp(bytes: Uint8Array): string | null {
+  if (bytes.length === 4) return Array.from(bytes).join('.');
+  return bytes.length === 16 ? formatIpv6(bytes) : null;
+}
+
 /** Parses an IPv4 or IPv6 address (no port, no prefix, no zone); null if it is not one. */
 export function parseIp(input: string): ParsedIp | null {
   if (typeof input !== 'string') return null;

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { canonicalIp as coreCanonicalIp, formatIp, parseIp } from '../core/ip';
 
 /** A UDP destination. */
 export interface Endpoint {
@@ -39,59 +40,23 @@ export function familyOf(address: string): 4 | 6 {
   throw new Error(`mta-vip membership: "${address}" is not an IP address`);
 }
 
-/** Packed bytes of an IPv4 (4 bytes) or IPv6 (16 bytes) address. */
+/**
+ * Packed bytes of an IPv4 (4 bytes) or IPv6 (16 bytes) address. Parsing and
+ * formatting are lib/core's, so the transport and the election spell every
+ * address the same way.
+ */
 export function ipToBytes(address: string): Buffer {
-  const family = familyOf(address);
-  if (family === 4) return Buffer.from(address.split('.').map(Number));
-  const [head = '', tail] = address.split('::');
-  const groups = (part: string): string[] => (part === '' ? [] : part.split(':'));
-  let left = groups(head);
-  let right = tail === undefined ? [] : groups(tail);
-  // An embedded IPv4 tail (::ffff:192.0.2.1) counts as two groups.
-  const expand = (list: string[]): string[] => {
-    const last = list[list.length - 1];
-    if (last === undefined || !last.includes('.')) return list;
-    const v4 = ipToBytes(last);
-    return [...list.slice(0, -1), v4.readUInt16BE(0).toString(16), v4.readUInt16BE(2).toString(16)];
-  };
-  left = expand(left);
-  right = expand(right);
-  const missing = 8 - left.length - right.length;
-  const all = [...left, ...new Array<string>(tail === undefined ? 0 : missing).fill('0'), ...right];
-  const out = Buffer.alloc(16);
-  all.forEach((group, i) => out.writeUInt16BE(parseInt(group, 16), i * 2));
-  return out;
+  const parsed = parseIp(address);
+  if (!parsed) throw new Error(`mta-vip membership: "${address}" is not an IP address`);
+  return Buffer.from(parsed.bytes);
 }
 
 /** Text form of 4 or 16 packed bytes (IPv6 in RFC 5952 shortest form); null for other lengths. */
 export function bytesToIp(bytes: Buffer): string | null {
-  if (bytes.length === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
-  if (bytes.length !== 16) return null;
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i));
-  // Longest run of at least two zero groups becomes "::" (first one on ties).
-  let bestStart = -1;
-  let bestLength = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength && j - i >= 2) {
-      bestStart = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
+  return formatIp(bytes);
 }
 
 /** Canonical text of an IP (so '2001:DB8:0::1' and '2001:db8::1' compare equal); null if not an IP. */
 export function canonicalIp(address: string): string | null {
-  if (isIP(address) === 0) return null;
-  return bytesToIp(ipToBytes(address));
+  return coreCanonicalIp(address);
 }
