@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { canonicalIp as coreCanonicalIp, formatIp, parseIp } from '../core/ip';
+import { formatIp, parseIp } from '../core/ip';
 
 /** A UDP destination. */
 export interface Endpoint {
@@ -57,6 +57,4 @@ export function bytesToIp(bytes: Buffer): string | null {
 }
 
 /** Canonical text of an IP (so '2001:DB8:0::1' and '2001:db8::1' compare equal); null if not an IP. */
-export function canonicalIp(address: string): string | null {
-  return coreCanonicalIp(address);
-}
+export { canonicalIp } from '../core/ip';
