@@ -85,6 +85,7 @@ export interface ClientAttempt {
   batch: string;
   id: string;
   attempt: number;
+  server: string;
   ok: boolean;
   kind: 'accepted' | 'connection' | 'temporary' | 'permanent';
   response: string;
@@ -101,7 +102,8 @@ export interface ClientResult {
 
 export interface OutgoingMessage {
   id: string;
-  server: string;
+  /** A server, or several tried round robin (attempt k goes to the (k-1)-th). */
+  server: string | string[];
   port: number;
   to: string;
   tool: 'nodemailer' | 'swaks';
