@@ -3,7 +3,7 @@
  * heartbeats and elect someone else: a node that cannot bind a listener or
  * whose link is down must not keep, or be given, a VIP it would black-hole.
  */
-export type UnhealthyReason = 'link-down' | 'listen-failed' | 'address-failed' | 'announce-failed';
+export type UnhealthyReason = 'link-down' | 'listen-failed' | 'address-failed' | 'announce-failed' | 'shutdown';
 
 export interface HealthProblem {
   reason: UnhealthyReason;
@@ -49,7 +49,8 @@ export class HealthBook {
   nextRetry(): number | null {
     let next: number | null = null;
     for (const problem of this.perVip.values()) {
-      if (problem.retryAt !== null && (next === null || problem.retryAt < next)) next = problem.retryAt;
+      // Infinity (shutdown) is never retried: no timer for it.
+      if (problem.retryAt !== null && Number.isFinite(problem.retryAt) && (next === null || problem.retryAt < next)) next = problem.retryAt;
     }
     return next;
   }

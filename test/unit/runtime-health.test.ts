@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { HealthBook } from '../../lib/runtime/health';
+
+const vips = [
+  { ip: '198.18.1.1', interface: 'eth0' },
+  { ip: '198.18.1.2', interface: 'eth0' },
+  { ip: '198.18.1.3', interface: 'eth1' },
+];
+
+test('a failed VIP is unhealthy until its retry time, then forgotten', () => {
+  const book = new HealthBook();
+  book.fail('198.18.1.1', 'listen-failed', 'EADDRINUSE', 1000);
+  assert.deepEqual([...book.unhealthy(vips)], ['198.18.1.1']);
+  assert.equal(book.nextRetry(), 1000);
+  assert.equal(book.expire(999), false);
+  assert.equal(book.expire(1000), true);
+  assert.deepEqual([...book.unhealthy(vips)], []);
+  assert.equal(book.nextRetry(), null);
+});
+
+test('a down link makes every VIP on it unhealthy, and only those', () => {
+  const book = new HealthBook();
+  assert.equal(book.setLink('eth0', false), true);
+  assert.equal(book.setLink('eth0', false), false, 'no change reported twice');
+  assert.deepEqual([...book.unhealthy(vips)].sort(), ['198.18.1.1', '198.18.1.2']);
+  assert.equal(book.problem('198.18.1.2', 'eth0')?.reason, 'link-down');
+  assert.equal(book.problem('198.18.1.3', 'eth1'), undefined);
+  assert.equal(book.setLink('eth0', true), true);
+  assert.deepEqual([...book.unhealthy(vips)], []);
+});
+
+test('a shutdown mark never expires and sets no retry timer', () => {
+  const book = new HealthBook();
+  book.fail('198.18.1.3', 'shutdown', 'cluster.close()', Infinity);
+  assert.equal(book.nextRetry(), null);
+  assert.equal(book.expire(Number.MAX_SAFE_INTEGER), false);
+  assert.deepEqual([...book.unhealthy(vips)], ['198.18.1.3']);
+});
