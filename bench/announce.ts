@@ -3,6 +3,9 @@
  * (unique name, always deleted) with a veth pair:
  *   - announce 1,000 IPv4 VIPs in one call (count 1): target < 50 ms;
  *   - the same for 1,000 IPv6 VIPs (unsolicited NA);
+ *   - probe 1,000 free IPv4 addresses in one probeMany call (timeoutMs 10), and
+ *     for comparison 1,000 single probe() calls at once (Promise.all), which
+ *     libuv's 4 worker threads run 4 at a time, each waiting its timeout;
  *   - add then remove 1,000 /32 addresses, one awaited call at a time;
  *   - interfaces() while those 1,000 addresses are present.
  * Each is repeated RUNS times after a warm-up; median and min are reported.
@@ -15,12 +18,15 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 
 const RUNS = 7;
+/** 1,000 single probes take seconds per run: fewer runs for that row. */
+const SLOW_RUNS = 3;
+const PROBE_TIMEOUT_MS = 10;
 const VIPS = 1000;
 const IFNAME = 'bench0';
 const PEER = 'bench1';
 const TARGET = { announceMs: 50 };
 
-interface Row { name: string; items: number; medianMs: number; minMs: number; perItemUs: number }
+interface Row { name: string; items: number; runs: number; medianMs: number; minMs: number; perItemUs: number }
 
 function vip4(i: number): string {
   return `198.18.${100 + Math.floor(i / 250)}.${1 + (i % 250)}`;
@@ -44,7 +50,7 @@ function row(name: string, items: number, samples: number[]): Row {
   const sorted = [...samples].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)] as number;
   const round = (value: number) => Math.round(value * 1000) / 1000;
-  return { name, items, medianMs: round(median), minMs: round(sorted[0] as number), perItemUs: round((median * 1000) / items) };
+  return { name, items, runs: samples.length, medianMs: round(median), minMs: round(sorted[0] as number), perItemUs: round((median * 1000) / items) };
 }
 
 /** The measurements, run inside the benchmark namespace. */
@@ -60,6 +66,17 @@ async function measure(): Promise<Row[]> {
   })));
   rows.push(row('announce 1,000 IPv6 (unsolicited NA)', VIPS, await time(RUNS, async () => {
     await net.announce(IFNAME, v6, { count: 1 });
+  })));
+  // Before any address is added: every probe must go unanswered.
+  const expectFree = (macs: Array<string | null>) => {
+    const taken = macs.filter((mac) => mac !== null).length;
+    if (taken) throw new Error(`${taken} of ${macs.length} probed addresses answered; they should all be free`);
+  };
+  rows.push(row(`probe 1,000 free addresses in one call (timeoutMs ${PROBE_TIMEOUT_MS})`, VIPS, await time(RUNS, async () => {
+    expectFree([...(await net.probeMany(IFNAME, v4, { timeoutMs: PROBE_TIMEOUT_MS })).values()]);
+  })));
+  rows.push(row(`probe 1,000 free addresses, 1,000 calls at once (timeoutMs ${PROBE_TIMEOUT_MS})`, VIPS, await time(SLOW_RUNS, async () => {
+    expectFree(await Promise.all(v4.map((address) => net.probe(IFNAME, address, { timeoutMs: PROBE_TIMEOUT_MS }))));
   })));
   rows.push(row('add + remove 1,000 IPv4 /32 (sequential)', VIPS, await time(RUNS, async () => {
     for (const address of v4) await net.addAddress(IFNAME, `${address}/32`);

@@ -14,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("announce", Napi::Function::New(env, Announce, "announce"));
   exports.Set("arpAllHosts", Napi::Function::New(env, ArpAllHosts, "arpAllHosts"));
   exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
+  exports.Set("probeMany", Napi::Function::New(env, ProbeMany, "probeMany"));
   exports.Set("neighbours", Napi::Function::New(env, Neighbours, "neighbours"));
   InitSniffer(env, exports);
   InitWatcher(env, exports);

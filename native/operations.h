@@ -8,6 +8,7 @@ Napi::Value RemoveAddress(const Napi::CallbackInfo& info);  // netlink_addr.cc
 Napi::Value Announce(const Napi::CallbackInfo& info);       // announce.cc
 Napi::Value ArpAllHosts(const Napi::CallbackInfo& info);    // arp_all_hosts.cc
 Napi::Value Probe(const Napi::CallbackInfo& info);          // probe.cc
+Napi::Value ProbeMany(const Napi::CallbackInfo& info);      // probe.cc
 Napi::Value Neighbours(const Napi::CallbackInfo& info);     // neigh.cc
 Napi::Value Interfaces(const Napi::CallbackInfo& info);     // ifaces.cc
 Napi::Value InterfaceIndex(const Napi::CallbackInfo& info); // ifaces.cc

@@ -42,6 +42,8 @@ export interface NativeAddon {
   arpAllHosts(ifname: string, address: string, extraAddresses: string[], extraMacs: string[]): Promise<{ sent: number }>;
   /** MAC of a host defending or probing the address, or null after timeoutMs. */
   probe(ifname: string, address: string, timeoutMs: number): Promise<string | null>;
+  /** probe for every address with one socket and one wait; one MAC or null per address, in order. */
+  probeMany(ifname: string, addresses: string[], timeoutMs: number): Promise<Array<string | null>>;
   neighbours(ifname: string): Promise<NativeNeighbour[]>;
   /** Reader thread on an AF_PACKET socket; keeps the process alive until close(). */
   Sniffer: new (ifname: string, addresses: string[], onClaim: (event: NativeSniffEvent) => void) => {

@@ -54,7 +54,7 @@ export interface ArpAllHostsOptions {
   extra?: Array<{ address: string; mac: string }>;
 }
 
-/** Most addresses one announce/sniff call takes (one socket, one batch). */
+/** Most addresses one announce/probeMany/sniff call takes (one socket, one batch). */
 export const MAX_ADDRESSES = 65536;
 const MAX_COUNT = 100;
 const MAX_INTERVAL_MS = 10_000;
@@ -162,6 +162,31 @@ export async function probe(ifname: string, address: string, options?: { timeout
   const timeoutMs = integerOption('probe', 'options.timeoutMs', options.timeoutMs, 20, 0, MAX_TIMEOUT_MS);
   const addon = requireInterface('probe', ifname);
   return wrapNative('probe', ifname, () => addon.probe(ifname, parsed.address, timeoutMs));
+}
+
+/**
+ * probe() for a whole batch in one call: one socket, opened before anything
+ * is sent, an RFC 5227 ARP probe for each IPv4 address and a DAD NS for each
+ * IPv6 address (mixed families allowed), then one wait of `timeoutMs`
+ * (default 20) for the answers; it ends early once every address has one.
+ * Resolves with a Map from each address, as given, to the MAC of a host that
+ * answered (or probed for it too), or null. Needs CAP_NET_RAW.
+ */
+export async function probeMany(
+  ifname: string,
+  addresses: string[],
+  options?: { timeoutMs?: number } | null,
+): Promise<Map<string, string | null>> {
+  checkIfname('probeMany', ifname);
+  const parsed = parseAddressList('probeMany', 'addresses', addresses, MAX_ADDRESSES);
+  options = checkOptions('probeMany', options);
+  const timeoutMs = integerOption('probeMany', 'options.timeoutMs', options.timeoutMs, 20, 0, MAX_TIMEOUT_MS);
+  const addon = requireInterface('probeMany', ifname);
+  const result = new Map<string, string | null>();
+  if (parsed.length === 0) return result;
+  const macs = await wrapNative('probeMany', ifname, () => addon.probeMany(ifname, parsed.map((p) => p.address), timeoutMs));
+  parsed.forEach((p, i) => result.set(p.address, macs[i] ?? null));
+  return result;
 }
 
 /** The kernel's neighbour (ARP/NDP) entries for the interface. */

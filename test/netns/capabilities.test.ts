@@ -52,10 +52,11 @@ describe('lib/net without network capabilities', { skip: labSkipReason() }, () =
     assert.ok(!hasCap(bounding, CAP_NET_RAW) && !hasCap(bounding, CAP_NET_ADMIN), `fixture CapBnd ${bounding}`);
   });
 
-  test('announce, probe, sniff and arpAllHosts fail with EPERM naming CAP_NET_RAW', async () => {
+  test('announce, probe, probeMany, sniff and arpAllHosts fail with EPERM naming CAP_NET_RAW', async () => {
     await assert.rejects(unprivileged.announce('eth0', [held]), epermNaming('CAP_NET_RAW'));
     await assert.rejects(unprivileged.announce('eth0', [vip6(1)]), epermNaming('CAP_NET_RAW'));
     await assert.rejects(unprivileged.probe('eth0', vip4(2), { timeoutMs: 50 }), epermNaming('CAP_NET_RAW'));
+    await assert.rejects(unprivileged.probeMany('eth0', [vip4(2), vip6(2)], { timeoutMs: 50 }), epermNaming('CAP_NET_RAW'));
     await assert.rejects(unprivileged.sniff('eth0', [held]), epermNaming('CAP_NET_RAW'));
     await assert.rejects(unprivileged.arpAllHosts('eth0', held), epermNaming('CAP_NET_RAW'));
   });

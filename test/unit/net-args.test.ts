@@ -26,6 +26,7 @@ test('an unknown interface is ENODEV listing the interfaces that exist', { skip 
     ['announce', () => net.announce('mvnope0', ['198.51.100.7'])],
     ['arpAllHosts', () => net.arpAllHosts('mvnope0', '198.51.100.7')],
     ['probe', () => net.probe('mvnope0', '198.51.100.7')],
+    ['probeMany', () => net.probeMany('mvnope0', ['198.51.100.7', '2001:db8::7'])],
     ['neighbours', () => net.neighbours('mvnope0')],
     ['sniff', async () => net.sniff('mvnope0', [], () => undefined)],
   ];
@@ -49,6 +50,22 @@ test('bad options are TypeError/RangeError naming the option', { skip }, async (
   await assert.rejects(net.addAddress('lo/x', '127.0.0.2/32'), /TypeError: addAddress: ifname "lo\/x" is not a valid interface name/);
   assert.throws(() => net.sniff('lo', ['127.0.0.1'], 'nope' as unknown as () => void), /sniff: onClaim must be a function/);
   assert.throws(() => net.watch(undefined as unknown as () => void), /watch: onEvent must be a function/);
+});
+
+test('probeMany refuses bad arguments before any syscall, naming the argument', { skip }, async () => {
+  await assert.rejects(net.probeMany('lo', '127.0.0.1' as unknown as string[]), /TypeError: probeMany: addresses must be an array of IP address strings, got "127\.0\.0\.1"/);
+  await assert.rejects(net.probeMany('lo', ['127.0.0.1', '2001:db8::1', '127.0.0']), /TypeError: probeMany: addresses\[2\] "127\.0\.0" is not an IPv4 or IPv6 address/);
+  await assert.rejects(net.probeMany('lo', ['127.0.0.1', 7 as unknown as string]), /TypeError: probeMany: addresses\[1\] must be a string IP address, got number/);
+  const tooMany = Array.from({ length: net.MAX_ADDRESSES + 1 }, () => '127.0.0.1');
+  await assert.rejects(net.probeMany('lo', tooMany), new RegExp(`RangeError: probeMany: addresses has ${net.MAX_ADDRESSES + 1} addresses, at most ${net.MAX_ADDRESSES} per call`));
+  await assert.rejects(net.probeMany('lo', ['127.0.0.1'], { timeoutMs: 60_001 }), /RangeError: probeMany: options\.timeoutMs must be between 0 and 60000, got 60001/);
+  await assert.rejects(net.probeMany('lo', ['127.0.0.1'], { timeoutMs: 2.5 }), /TypeError: probeMany: options\.timeoutMs must be an integer, got 2\.5/);
+  await assert.rejects(net.probeMany('lo', ['127.0.0.1'], 10 as unknown as { timeoutMs: number }), /TypeError: probeMany: options must be an object, got number/);
+  await assert.rejects(net.probeMany('', ['127.0.0.1']), /TypeError: probeMany: ifname must be a non-empty interface name/);
+});
+
+test('probeMany with no addresses resolves to an empty map', { skip }, async () => {
+  assert.deepEqual(await net.probeMany('lo', []), new Map());
 });
 
 test('neighbours() on lo resolves with an array of well-formed entries', { skip }, async () => {

@@ -122,6 +122,9 @@ export class AddonClient {
   probe(ifname: string, address: string, options?: { timeoutMs?: number }): Promise<string | null> {
     return this.call('probe', ifname, address, options);
   }
+  async probeMany(ifname: string, addresses: string[], options?: { timeoutMs?: number }): Promise<Map<string, string | null>> {
+    return new Map(await this.call<Array<[string, string | null]>>('probeMany', ifname, addresses, options));
+  }
   neighbours(ifname: string): Promise<Neighbour[]> {
     return this.call('neighbours', ifname);
   }
