@@ -375,6 +375,14 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     for (const timer of this.timers) clearInterval(timer);
     for (const timer of this.reannounceTimers.values()) clearTimeout(timer);
+    // Leaving: first tell peers we will serve nothing, so every VIP we release
+    // is elected elsewhere at once. Otherwise we still look live (and maybe
+    // preferred) until the goodbye, which comes only after the plain services
+    // (relay listener, listeners on our own address) have drained: the VIPs we
+    // released stay unowned for that whole drain, and a send() waiting for a
+    // binding's new holder there can keep the drain, and so the gap, going.
+    for (const vip of this.config.vips) this.health.fail(vip.ip, 'shutdown', 'cluster.close()', Infinity);
+    this.publish();
     // Wait for operations in flight, then release whatever is held.
     while ([...this.slots.values()].some((s) => s.busy)) await new Promise((r) => setTimeout(r, 5));
     await Promise.all(
@@ -525,7 +533,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
   }
 
   private requestReconcile(): void {
-    if (this.reconcileQueued || this.closing || !this.started) return;
+    if (this.reconcileQueued || !this.started) return;
     this.reconcileQueued = true;
     // Coalesce a burst of inputs (a heartbeat carrying several changes) into one pass.
     setImmediate(() => {
@@ -539,7 +547,12 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
   }
 
   private reconcile(): void {
-    if (this.closing) return;
+    if (this.closing) {
+      // No more elections or address changes, but sends still in flight here
+      // (a relay waiting for a binding's new holder) must learn where it went.
+      this.refreshBindings();
+      return;
+    }
     const t = now();
     if (this.health.expire(t)) this.publish();
     const settled = t >= this.settleUntil;
@@ -569,6 +582,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
         actions.unshift({ type: 'release', ip: slot.vip.ip, reason: 'clash', detail: `${clash} has a better claim` });
       }
     }
+    const acquisitions: Array<{ slot: Slot; epoch: number }> = [];
     for (const action of actions) {
       const slot = this.slots.get(action.ip);
       if (!slot || slot.busy) continue;
@@ -576,9 +590,10 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
         if (slot.phase === 'idle') continue;
         void this.release(slot, action.reason, action.detail);
       } else if (slot.phase === 'idle') {
-        void this.acquire(slot, action.epoch);
+        acquisitions.push({ slot, epoch: action.epoch });
       }
     }
+    if (acquisitions.length) void this.acquireAll(acquisitions);
     const wake = [assignment.nextWakeup, this.health.nextRetry(), settled ? null : this.settleUntil].filter((x): x is number => x !== null);
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     this.wakeTimer = null;
@@ -616,90 +631,134 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
 
   // --- acquire and release ------------------------------------------------
 
-  private async acquire(slot: Slot, epoch: number): Promise<void> {
-    const { ip, interface: ifname, prefix } = slot.vip;
+  /**
+   * Acquires a batch of VIPs together: one probe call and one announcement per
+   * interface. A node taking over hundreds of VIPs from a dead peer would
+   * otherwise queue hundreds of probes and announcements on libuv's threads,
+   * one after another.
+   */
+  private async acquireAll(batch: Array<{ slot: Slot; epoch: number }>): Promise<void> {
     const started = now();
-    slot.busy = true;
-    slot.phase = 'acquiring';
-    slot.addressLost = false;
-    slot.epoch = epoch;
-    this.lastKnownEpochs.set(ip, Math.max(epoch, this.lastKnownEpochs.get(ip) ?? 0));
-    // Claim it in our heartbeats first: a peer that computed a different owner
-    // sees the claim and the epoch order settles it.
+    for (const { slot, epoch } of batch) {
+      slot.busy = true;
+      slot.phase = 'acquiring';
+      slot.addressLost = false;
+      slot.epoch = epoch;
+      this.lastKnownEpochs.set(slot.vip.ip, Math.max(epoch, this.lastKnownEpochs.get(slot.vip.ip) ?? 0));
+    }
+    // Claim them in our heartbeats first: a peer that computed a different
+    // owner sees the claims and the epoch order settles it.
     this.publish();
-    let step = 'probe';
-    let probeMs = 0;
-    let probeFoundMac: string | null = null;
-    const startedServices: VipService[] = [];
+    const byInterface = new Map<string, Slot[]>();
+    for (const { slot } of batch) byInterface.set(slot.vip.interface, [...(byInterface.get(slot.vip.interface) ?? []), slot]);
     try {
-      if (this.config.probe.timeoutMs > 0) {
-        const probeStarted = now();
-        probeFoundMac = await net.probe(ifname, ip, { timeoutMs: this.config.probe.timeoutMs });
-        probeMs = now() - probeStarted;
-        if (probeFoundMac) {
-          // Someone still answers for the address: typically the dead holder's
-          // kernel (a stopped process's host keeps answering ARP). The election
-          // already decided; the announcement below takes the address over.
-          this.count('probe_conflicts_total');
-          this.emit('conflict', { ip, kind: 'probe', mac: probeFoundMac, message: `${probeFoundMac} answered the probe for ${ip}; taking it over as elected and announcing` });
-        }
-      }
-      step = 'add address';
-      await net.addAddress(ifname, `${ip}/${prefix}`);
-      step = 'start services';
-      // Listeners come up before the announcement moves clients here, so the
-      // first connection after the move finds a listener.
-      for (const service of slot.services) {
-        await service.start();
-        startedServices.push(service);
-      }
-      step = 'announce';
-      await net.announce(ifname, [ip], { count: 1, mode: this.config.announce.mode });
-      slot.phase = 'held';
-      slot.acquiredAt = now();
-      this.refreshBindings();
-      this.count('acquisitions_total');
-      this.emit('acquired', { ip, epoch, interface: ifname, tookMs: Math.round((now() - started) * 10) / 10, probeMs: Math.round(probeMs * 10) / 10, probeFoundMac });
-      this.updateSniffer(ifname);
-      if (slot.addressLost) {
-        slot.addressLost = false;
-        slot.busy = false;
-        await this.restoreAddress(slot);
-      }
-      void this.followUpAnnouncements(slot);
-    } catch (error) {
-      const reason: UnhealthyReason = step === 'start services' ? 'listen-failed' : step === 'announce' ? 'announce-failed' : 'address-failed';
-      const detail = `${step} for ${ip} failed: ${(error as Error).message}`;
-      this.health.fail(ip, reason, detail, now() + this.options.retryUnhealthyMs);
-      this.count('acquire_failures_total');
-      this.emit('unhealthy', { ip, reason, detail });
-      this.emit('error', { ip, operation: `acquire (${step})`, error: error as Error });
-      // Give the VIP up cleanly rather than hold an address nobody serves.
-      await Promise.allSettled(startedServices.map((s) => s.stop()));
-      await net.removeAddress(ifname, `${ip}/${prefix}`).catch(() => undefined);
-      slot.phase = 'idle';
+      await Promise.all([...byInterface].map(([ifname, slots]) => this.acquireOnInterface(ifname, slots, started)));
     } finally {
-      slot.busy = false;
+      for (const { slot } of batch) slot.busy = false;
       this.publish();
       this.requestReconcile();
     }
   }
 
+  private async acquireOnInterface(ifname: string, slots: Slot[], started: number): Promise<void> {
+    let probed = new Map<string, string | null>();
+    let probeMs = 0;
+    if (this.config.probe.timeoutMs > 0) {
+      const probeStarted = now();
+      try {
+        probed = await net.probeMany(ifname, slots.map((s) => s.vip.ip), { timeoutMs: this.config.probe.timeoutMs });
+      } catch (error) {
+        await Promise.all(slots.map((slot) => this.giveUp(slot, 'probe', error as Error, [])));
+        return;
+      }
+      probeMs = now() - probeStarted;
+    }
+    // Listeners come up before the announcement moves clients here, so the
+    // first connection after the move finds a listener.
+    const ready = await Promise.all(slots.map((slot) => this.bringUp(slot)));
+    const up = slots.filter((_, i) => ready[i]);
+    if (!up.length) return;
+    try {
+      await net.announce(ifname, up.map((s) => s.vip.ip), { count: 1, mode: this.config.announce.mode });
+    } catch (error) {
+      await Promise.all(up.map((slot) => this.giveUp(slot, 'announce', error as Error, slot.services)));
+      return;
+    }
+    for (const slot of up) {
+      const ip = slot.vip.ip;
+      const probeFoundMac = probed.get(ip) ?? null;
+      slot.phase = 'held';
+      slot.acquiredAt = now();
+      this.count('acquisitions_total');
+      if (probeFoundMac) {
+        // Someone still answered for the address: typically the dead holder's
+        // kernel (a crashed or stopped process leaves its alias behind). The
+        // election already decided; our announcement took the address over.
+        this.count('probe_conflicts_total');
+        this.emit('conflict', { ip, kind: 'probe', mac: probeFoundMac, message: `${probeFoundMac} answered the probe for ${ip}; taken over as elected and announced` });
+      }
+      this.emit('acquired', { ip, epoch: slot.epoch, interface: ifname, tookMs: round1(now() - started), probeMs: round1(probeMs), probeFoundMac });
+    }
+    this.refreshBindings();
+    this.updateSniffer(ifname);
+    for (const slot of up) {
+      if (!slot.addressLost) continue;
+      slot.addressLost = false;
+      await this.restoreAddress(slot);
+    }
+    void this.followUpAnnouncements(ifname, up);
+  }
+
+  /** Adds the address and starts the VIP's services; false (VIP given up) on failure. */
+  private async bringUp(slot: Slot): Promise<boolean> {
+    let step = 'add address';
+    const startedServices: VipService[] = [];
+    try {
+      await net.addAddress(slot.vip.interface, `${slot.vip.ip}/${slot.vip.prefix}`);
+      step = 'start services';
+      for (const service of slot.services) {
+        await service.start();
+        startedServices.push(service);
+      }
+      return true;
+    } catch (error) {
+      await this.giveUp(slot, step, error as Error, startedServices);
+      return false;
+    }
+  }
+
+  /** An acquisition failed: mark the VIP unhealthy here (peers take it) and undo what was done. */
+  private async giveUp(slot: Slot, step: string, error: Error, startedServices: VipService[]): Promise<void> {
+    const { ip, interface: ifname, prefix } = slot.vip;
+    const reason: UnhealthyReason = step === 'start services' ? 'listen-failed' : step === 'announce' || step === 'probe' ? 'announce-failed' : 'address-failed';
+    const detail = `${step} for ${ip} failed: ${error.message}`;
+    this.health.fail(ip, reason, detail, now() + this.options.retryUnhealthyMs);
+    this.count('acquire_failures_total');
+    this.emit('unhealthy', { ip, reason, detail });
+    this.emit('error', { ip, operation: `acquire (${step})`, error });
+    // Give the VIP up cleanly rather than hold an address nobody serves.
+    await Promise.allSettled(startedServices.map((s) => s.stop()));
+    await net.removeAddress(ifname, `${ip}/${prefix}`).catch(() => undefined);
+    slot.phase = 'idle';
+  }
+
   /** The rest of the announcements, and unicast ARP to known hosts, off the failover path. */
-  private async followUpAnnouncements(slot: Slot): Promise<void> {
-    const { ip, interface: ifname } = slot.vip;
+  private async followUpAnnouncements(ifname: string, slots: Slot[]): Promise<void> {
     const { count, intervalMs, mode, arpAllHosts } = this.config.announce;
     try {
       if (arpAllHosts) {
-        const extra = this.peerNeighbours(ip.includes(':') ? 6 : 4);
-        await net.arpAllHosts(ifname, ip, { extra });
+        for (const slot of slots) {
+          const extra = this.peerNeighbours(slot.vip.family);
+          if (slot.phase === 'held') await net.arpAllHosts(ifname, slot.vip.ip, { extra });
+        }
       }
       if (count > 1) {
         await new Promise((r) => setTimeout(r, intervalMs));
-        if (slot.phase === 'held') await net.announce(ifname, [ip], { count: count - 1, intervalMs, mode });
+        const held = slots.filter((s) => s.phase === 'held').map((s) => s.vip.ip);
+        if (held.length) await net.announce(ifname, held, { count: count - 1, intervalMs, mode });
       }
     } catch (error) {
-      if (slot.phase === 'held') this.emit('error', { ip, operation: 'announce', error: error as Error });
+      this.emit('error', { operation: `announce on ${ifname}`, error: error as Error });
     }
   }
 
@@ -963,6 +1022,10 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
   get declarationDigest(): string {
     return declarationDigest(this.declaration).toString('hex');
   }
+}
+
+function round1(ms: number): number {
+  return Math.round(ms * 10) / 10;
 }
 
 function flagKey(flags: VipFlags): string {
