@@ -100,7 +100,7 @@ export class MtaProcesses {
 
   /** The sink on host:port. */
   async sink(host: string, port = 2525): Promise<LabProcess> {
-    const proc = this.lab.spawnNode(host, fixturePath('mta-sink'), [JSON.stringify({ host: this.lab.host(host).ipv4, port })]);
+    const proc = this.lab.spawnNode(host, fixturePath('sink'), [JSON.stringify({ host: this.lab.host(host).ipv4, port })]);
     await proc.nextMessage((m: { type?: string }) => m.type === 'listening', 10_000);
     return proc;
   }
