@@ -10,22 +10,14 @@ import { after, before, describe, test } from 'node:test';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Lab, labSkipReason, type LabProcess, vip4, waitFor } from './harness';
-import { HARAKA_PLUGIN, makeHarakaDir, MtaProcesses, mtaSkipReason, outputMatches, spawnHaraka, swaks } from './lib/mta-servers';
+import { Lab, labSkipReason, type LabProcess, vip4 } from './harness';
+import { HARAKA_PLUGIN, makeHarakaDir, MtaProcesses, mtaSkipReason, outputMatches, receivedBySubject, spawnHaraka, swaks, waitHolders } from './lib/mta-servers';
 
 const NODES = ['hx1', 'hx2'] as const;
 const LISTENER = vip4(35);
 const ACME = vip4(36);
 const BETA = vip4(37);
 const SECRET = 'haraka plugin test secret';
-
-interface Received {
-  type: 'received';
-  remoteAddress: string;
-  from: string;
-  to: string[];
-  subject: string;
-}
 
 describe('Haraka plugin in the real Haraka', { skip: labSkipReason() ?? mtaSkipReason('haraka') }, () => {
   let lab: Lab;
@@ -70,29 +62,6 @@ describe('Haraka plugin in the real Haraka', { skip: labSkipReason() ?? mtaSkipR
     };
   }
 
-  async function holderOf(ip: string): Promise<string | null> {
-    const found: string[] = [];
-    for (const node of NODES) if ((await lab.addresses(node)).some((a) => a.address === ip)) found.push(node);
-    return found.length === 1 ? (found[0] as string) : null;
-  }
-
-  async function waitHolders(expected: Record<string, string>, timeoutMs: number): Promise<void> {
-    await waitFor(
-      async () => {
-        for (const [ip, node] of Object.entries(expected)) if ((await holderOf(ip)) !== node) return null;
-        return true;
-      },
-      { timeoutMs, intervalMs: 100, what: `holders ${JSON.stringify(expected)}` },
-    );
-  }
-
-  async function received(subject: string, timeoutMs = 30_000): Promise<Received> {
-    return sink.nextMessage<Received>((m: Received) => m.type === 'received' && m.subject === subject, timeoutMs).catch((error: Error) => {
-      const logs = [...mta].map(([node, p]) => `--- ${node} ---\n${(p.stdout + p.stderr).slice(-4000)}`).join('\n');
-      throw new Error(`${error.message}\n${logs}`);
-    });
-  }
-
   before(async () => {
     lab = await Lab.create({ hosts: [...NODES, 'client', 'sink'] });
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mta-vip-haraka-'));
@@ -104,7 +73,7 @@ describe('Haraka plugin in the real Haraka', { skip: labSkipReason() ?? mtaSkipR
       mta.set(node, spawnHaraka(lab, node, home));
     }
     await Promise.all([...mta].map(([node, p]) => outputMatches(p, /mta-vip: cluster haraka-test started/, 30_000, `Haraka on ${node} started the cluster in its master`)));
-    await waitHolders({ [LISTENER]: 'hx1', [ACME]: 'hx1', [BETA]: 'hx2' }, 20_000);
+    await waitHolders(lab, NODES, { [LISTENER]: 'hx1', [ACME]: 'hx1', [BETA]: 'hx2' }, 20_000);
     // The worker listens once forked; the first client must find it.
     await Promise.all([...mta].map(([node, p]) => outputMatches(p, /worker \d+ listening/, 20_000, `Haraka's worker on ${node} listens`)));
   });
@@ -120,7 +89,7 @@ describe('Haraka plugin in the real Haraka', { skip: labSkipReason() ?? mtaSkipR
     const sent = await swaks(lab, 'client', LISTENER, 2525, 'alice@acme.test', 'bob@sink.test', 'haraka-local');
     assert.equal(sent.code, 0, sent.output);
     assert.match(sent.output, /220 hx1\.haraka\.test /, 'hx1 answers on the listener VIP');
-    const message = await received('haraka-local');
+    const message = await receivedBySubject(sink, mta, 'haraka-local');
     assert.equal(message.remoteAddress, ACME);
     assert.deepEqual(message.to, ['bob@sink.test']);
   });
@@ -128,7 +97,7 @@ describe('Haraka plugin in the real Haraka', { skip: labSkipReason() ?? mtaSkipR
   test('a binding held by the other node is relayed to it and leaves from its IP there', async () => {
     const sent = await swaks(lab, 'client', LISTENER, 2525, 'bert@beta.test', 'carol@sink.test', 'haraka-relay');
     assert.equal(sent.code, 0, sent.output);
-    const message = await received('haraka-relay');
+    const message = await receivedBySubject(sink, mta, 'haraka-relay');
     assert.equal(message.remoteAddress, BETA);
     const hx1 = mta.get('hx1') as LabProcess;
     assert.match(hx1.stdout + hx1.stderr, /binding beta is held by hx2: relaying/);
@@ -139,11 +108,11 @@ describe('Haraka plugin in the real Haraka', { skip: labSkipReason() ?? mtaSkipR
     hx1.kill('SIGTERM');
     await hx1.exited;
     assert.match(hx1.stdout + hx1.stderr, /released 198\.18\.1\.35/);
-    await waitHolders({ [LISTENER]: 'hx2', [ACME]: 'hx2', [BETA]: 'hx2' }, 10_000);
+    await waitHolders(lab, NODES, { [LISTENER]: 'hx2', [ACME]: 'hx2', [BETA]: 'hx2' }, 10_000);
     const sent = await swaks(lab, 'client', LISTENER, 2525, 'alice@acme.test', 'dave@sink.test', 'haraka-moved');
     assert.equal(sent.code, 0, sent.output);
     assert.match(sent.output, /220 hx2\.haraka\.test /, 'hx2 answers on the listener VIP now');
-    const message = await received('haraka-moved');
+    const message = await receivedBySubject(sink, mta, 'haraka-moved');
     assert.equal(message.remoteAddress, ACME);
   });
 });

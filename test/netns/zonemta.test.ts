@@ -10,22 +10,14 @@ import { after, before, describe, test } from 'node:test';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Lab, labSkipReason, type LabProcess, vip4, waitFor } from './harness';
-import { congoDbModule, MtaProcesses, mtaSkipReason, outputMatches, spawnZoneMta, swaks, ZONEMTA_PLUGIN } from './lib/mta-servers';
+import { Lab, labSkipReason, type LabProcess, vip4 } from './harness';
+import { congoDbModule, MtaProcesses, mtaSkipReason, outputMatches, receivedBySubject, spawnZoneMta, swaks, waitHolders, ZONEMTA_PLUGIN } from './lib/mta-servers';
 
 const NODES = ['mx1', 'mx2'] as const;
 const LISTENER = vip4(25);
 const ACME = vip4(26);
 const BETA = vip4(27);
 const SECRET = 'zonemta plugin test secret';
-
-interface Received {
-  type: 'received';
-  remoteAddress: string;
-  from: string;
-  to: string[];
-  subject: string;
-}
 
 function skipReason(): string | undefined {
   return labSkipReason() ?? mtaSkipReason('zonemta');
@@ -78,29 +70,6 @@ describe('ZoneMTA plugin in the real ZoneMTA', { skip: skipReason() }, () => {
     };
   }
 
-  async function holderOf(ip: string): Promise<string | null> {
-    const found: string[] = [];
-    for (const node of NODES) if ((await lab.addresses(node)).some((a) => a.address === ip)) found.push(node);
-    return found.length === 1 ? (found[0] as string) : null;
-  }
-
-  async function waitHolders(expected: Record<string, string>, timeoutMs: number): Promise<void> {
-    await waitFor(
-      async () => {
-        for (const [ip, node] of Object.entries(expected)) if ((await holderOf(ip)) !== node) return null;
-        return true;
-      },
-      { timeoutMs, intervalMs: 100, what: `holders ${JSON.stringify(expected)}` },
-    );
-  }
-
-  async function received(subject: string, timeoutMs = 30_000): Promise<Received> {
-    return sink.nextMessage<Received>((m: Received) => m.type === 'received' && m.subject === subject, timeoutMs).catch((error: Error) => {
-      const logs = [...mta].map(([node, p]) => `--- ${node} ---\n${(p.stdout + p.stderr).slice(-3000)}`).join('\n');
-      throw new Error(`${error.message}\n${logs}`);
-    });
-  }
-
   before(async () => {
     const congo = await congoDbModule();
     lab = await Lab.create({ hosts: [...NODES, 'client', 'sink'] });
@@ -113,7 +82,7 @@ describe('ZoneMTA plugin in the real ZoneMTA', { skip: skipReason() }, () => {
     }));
     for (const node of NODES) mta.set(node, spawnZoneMta(lab, node, dir, zoneMtaConfig(node)));
     await Promise.all([...mta].map(([node, p]) => outputMatches(p, /Initialized mta-vip/, 60_000, `ZoneMTA on ${node} loaded the plugin in its main process`)));
-    await waitHolders({ [LISTENER]: 'mx1', [ACME]: 'mx1', [BETA]: 'mx2' }, 20_000);
+    await waitHolders(lab, NODES, { [LISTENER]: 'mx1', [ACME]: 'mx1', [BETA]: 'mx2' }, 20_000);
   });
 
   after(async () => {
@@ -127,7 +96,7 @@ describe('ZoneMTA plugin in the real ZoneMTA', { skip: skipReason() }, () => {
     const sent = await swaks(lab, 'client', LISTENER, 2525, 'alice@acme.test', 'bob@sink.test', 'zonemta-local');
     assert.equal(sent.code, 0, sent.output);
     assert.match(sent.output, /220 mx1\.zonemta\.test /, 'mx1 answers on the listener VIP');
-    const message = await received('zonemta-local');
+    const message = await receivedBySubject(sink, mta, 'zonemta-local');
     assert.equal(message.remoteAddress, ACME);
     assert.deepEqual(message.to, ['bob@sink.test']);
   });
@@ -135,7 +104,7 @@ describe('ZoneMTA plugin in the real ZoneMTA', { skip: skipReason() }, () => {
   test('a binding held by the other node is relayed to it and leaves from its IP there', async () => {
     const sent = await swaks(lab, 'client', LISTENER, 2525, 'alice@acme.test', 'carol@beta.test', 'zonemta-relay');
     assert.equal(sent.code, 0, sent.output);
-    const message = await received('zonemta-relay');
+    const message = await receivedBySubject(sink, mta, 'zonemta-relay');
     assert.equal(message.remoteAddress, BETA);
     const mx1 = mta.get('mx1') as LabProcess;
     const mx2 = mta.get('mx2') as LabProcess;
@@ -149,11 +118,11 @@ describe('ZoneMTA plugin in the real ZoneMTA', { skip: skipReason() }, () => {
     const exit = await mx1.exited;
     assert.equal(exit.signal, null, `mx1 exited by itself after releasing: ${JSON.stringify(exit)}`);
     assert.match(mx1.stdout + mx1.stderr, /released 198\.18\.1\.25/);
-    await waitHolders({ [LISTENER]: 'mx2', [ACME]: 'mx2', [BETA]: 'mx2' }, 10_000);
+    await waitHolders(lab, NODES, { [LISTENER]: 'mx2', [ACME]: 'mx2', [BETA]: 'mx2' }, 10_000);
     const sent = await swaks(lab, 'client', LISTENER, 2525, 'alice@acme.test', 'dave@sink.test', 'zonemta-moved');
     assert.equal(sent.code, 0, sent.output);
     assert.match(sent.output, /220 mx2\.zonemta\.test /, 'mx2 answers on the listener VIP now');
-    const message = await received('zonemta-moved');
+    const message = await receivedBySubject(sink, mta, 'zonemta-moved');
     assert.equal(message.remoteAddress, ACME);
   });
 });

@@ -159,3 +159,38 @@ export function outputMatches(proc: LabProcess, pattern: RegExp, timeoutMs: numb
     throw new Error(`${error.message}\n--- output of ${proc.description} ---\n${(proc.stdout + proc.stderr).slice(-4000)}`);
   });
 }
+
+/** What the sink fixture reports for each message. */
+export interface Received {
+  type: 'received';
+  remoteAddress: string;
+  from: string;
+  to: string[];
+  subject: string;
+}
+
+/** The one node among `nodes` whose eth0 carries `ip`, or null (none, or several). */
+export async function holderOf(lab: Lab, nodes: readonly string[], ip: string): Promise<string | null> {
+  const found: string[] = [];
+  for (const node of nodes) if ((await lab.addresses(node)).some((a) => a.address === ip)) found.push(node);
+  return found.length === 1 ? (found[0] as string) : null;
+}
+
+/** Waits until each ip of `expected` is held by its node, and only by it. */
+export async function waitHolders(lab: Lab, nodes: readonly string[], expected: Record<string, string>, timeoutMs: number): Promise<void> {
+  await waitFor(
+    async () => {
+      for (const [ip, node] of Object.entries(expected)) if ((await holderOf(lab, nodes, ip)) !== node) return null;
+      return true;
+    },
+    { timeoutMs, intervalMs: 100, what: `holders ${JSON.stringify(expected)}` },
+  );
+}
+
+/** The sink's report of the message with `subject`; on timeout the MTAs' recent output is in the error. */
+export async function receivedBySubject(sink: LabProcess, mtas: ReadonlyMap<string, LabProcess>, subject: string, timeoutMs = 30_000): Promise<Received> {
+  return sink.nextMessage<Received>((m: Received) => m.type === 'received' && m.subject === subject, timeoutMs).catch((error: Error) => {
+    const logs = [...mtas].map(([node, p]) => `--- ${node} ---\n${(p.stdout + p.stderr).slice(-4000)}`).join('\n');
+    throw new Error(`${error.message}\n${logs}`);
+  });
+}
