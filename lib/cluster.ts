@@ -265,12 +265,26 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
    * plain listener started with the cluster. `server` is smtp-server options or
    * a factory returning a new SMTPServer. Call before start().
    */
-  listen(address: string, server: SMTPServerOptions | SmtpServerFactory, options: SmtpListenerOptions = {}): SmtpListener {
+  listen(address: string, server: SMTPServerOptions | SmtpServerFactory, options: SmtpListenerOptions & { follow?: string } = {}): SmtpListener {
     const parsed = parseHostPort(address);
     if (typeof parsed === 'string') throw new TypeError(`listen: address "${address}": ${parsed}`);
     const canonical = parsed.ip.text;
     const port = parsed.port;
-    const listener = new SmtpListener(canonical, port, server, options);
+    // Every node must know the services on a VIP (UNSAFE detection, followers),
+    // and it learns them from the config's declaration, not from this call.
+    const slot = this.slots.get(canonical);
+    const declared = this.config.listeners.find((l) => l.ip === canonical && l.port === port);
+    if (slot && !declared) {
+      throw new Error(`listen: ${address} is on the managed VIP ${canonical}, but the config's listeners do not declare it: add '${address}' to listeners so every node knows the services on this IP`);
+    }
+    if (options.follow !== undefined) {
+      const leader = this.config.bindings.find((b) => b.name === options.follow || b.ip === canonicalIp(options.follow as string));
+      if (!leader || !declared || declared.follows !== leader.ip) {
+        throw new Error(`listen: { follow: '${options.follow}' } for ${address} must match the config: listeners: [{ address: '${address}', follow: '${options.follow}' }] with a binding named '${options.follow}'`);
+      }
+    }
+    const { follow: _follow, ...listenerOptions } = options;
+    const listener = new SmtpListener(canonical, port, server, listenerOptions);
     listener.on('error', (error) => this.emit('error', { ip: canonical, operation: `smtp ${address}`, error }));
     this.addService(listener);
     return listener;

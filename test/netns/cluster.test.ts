@@ -492,6 +492,35 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /nobody is not a live participant/);
   });
+
+  test('a listener following a binding comes up wherever the binding is held, and moves with it', async () => {
+    cluster = new Cluster(lab);
+    const LEADER = vip4(7);
+    const FOLLOWER = vip4(6);
+    const config = (n: string): Record<string, unknown> => ({
+      ...configFor(lab, n, []),
+      listeners: [{ address: `${FOLLOWER}:2525`, follow: 'acme' }],
+      bindings: [{ name: 'acme', address: LEADER }],
+      vips: { [LEADER]: { preferred: 'n2' } },
+    });
+    await Promise.all(NODES.map((n) => cluster.start(n, config(n))));
+    await cluster.until(async () => (await holdersOf(lab, LEADER)).join() === 'n2' && (await holdersOf(lab, FOLLOWER)).join() === 'n2', 15_000, 'n2 holding acme and its follower');
+    const n2 = cluster.proc('n2');
+    n2.kill('SIGKILL');
+    await n2.exited;
+    cluster.procs.delete('n2');
+    const moved = await cluster.until(
+      async () => {
+        const leader = await holdersOf(lab, LEADER, ['n1', 'n3']);
+        const follower = await holdersOf(lab, FOLLOWER, ['n1', 'n3']);
+        return leader.length === 1 && follower.join() === leader.join() ? leader[0] : null;
+      },
+      10_000,
+      'acme and its follower on the same surviving node',
+    );
+    const banner = await lab.exec('client', ['swaks', '--server', FOLLOWER, '--port', '2525', '--quit-after', 'CONNECT', '--timeout', '3'], { allowFailure: true, timeoutMs: 8000 });
+    assert.match(banner.stdout, new RegExp(`mta-vip ${moved}`), 'the follower listener answers on the node holding acme');
+  });
 });
 
 /** The UDP payloads of an Ethernet pcap file (IPv4 only, no options parsing beyond IHL). */
