@@ -24,6 +24,12 @@ const OTHER_COUNTERS = [
   'sent',
   'sent_bytes',
   'send_errors',
+  /** ICMP port unreachable reports from peer endpoints (nothing listens there), live peer or not. */
+  'send_refused',
+  /** Live peers declared dead because their host refused a packet (see fastCrashDetection). */
+  'peer_unreachable',
+  /** Peers declared unreachable that were heard again with the same incarnation. */
+  'refusals_disproved',
   'received',
   'received_bytes',
   'accepted',

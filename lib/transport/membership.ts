@@ -5,7 +5,10 @@
  *
  * Events (eventemitter3):
  *   'peer-up'      (PeerState)                      first heartbeat of a peer, or again after it was down
- *   'peer-down'    (PeerState, 'timeout'|'goodbye')  no heartbeat for deadAfterMs, or it said goodbye
+ *   'peer-down'    (PeerState, 'timeout'|'goodbye'|'unreachable')
+ *                                                   no heartbeat for deadAfterMs, it said goodbye, or its
+ *                                                   host refused our packet (ICMP port unreachable: its
+ *                                                   process is gone, see fastCrashDetection)
  *   'peer-restart' (PeerState)                      a higher incarnation: everything known about it was reset
  *                                                   (followed by 'peer-up' if it was down)
  *   'change'       (PeerState)                      a live peer's declaration, held VIPs, epochs, health,
@@ -13,6 +16,8 @@
  *   'neighbours'   (PeerState)                      a peer's neighbour table arrived or changed
  *   'stall'        ({ lagMs })                      this process did not run for longer than deadAfterMs
  *   'error'        (Error)                          socket errors; a foreign process using this node's name
+ *                                                   (ENODENAMECLASH); a peer socket that could not be
+ *                                                   connected (EPEERSOCKET); a refusal proved false (EFALSEREFUSAL)
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { EventEmitter } from 'eventemitter3';
@@ -55,6 +60,7 @@ import {
 } from './documents';
 import { newIncarnation } from './incarnation';
 import { LoopLagMeter } from './loop-lag';
+import { PeerSockets, endpointKey } from './peer-sockets';
 import { ReplayGuard } from './replay-guard';
 import { VipList } from './vip-list';
 
@@ -99,6 +105,23 @@ export interface MembershipOptions {
   reassemblyTimeoutMs?: number;
   /** A peer's changed neighbour table is fetched at most this often. Default 1,000 ms. */
   neighboursIntervalMs?: number;
+  /**
+   * Declare a live unicast peer dead as soon as its host answers a heartbeat with ICMP port
+   * unreachable (its process crashed, its host did not): within one heartbeat instead of
+   * deadAfterMs. Default true. Needs one extra socket per unicast peer, bound to `bind`:`port`
+   * with SO_REUSEADDR (start() first checks nobody else has the port). Multicast is unaffected.
+   *
+   * ICMP is not authenticated, and Linux does not check who sent it: besides an on-path attacker
+   * (who could as well drop heartbeats), any host that can send ICMP to this node can forge a
+   * refusal. The harm is bounded: only a peer that is live can be declared dead this way; a
+   * refusal for a peer never heard from (a rolling start) changes nothing; and a peer heard again
+   * with the same incarnation after such a refusal was not a crash, so refusals are ignored for
+   * that peer until it restarts (emitting EFALSEREFUSAL once): at most one false peer-down (and
+   * a possible brief VIP overlap, settled by epochs) per peer boot. A firewall that *rejects*
+   * the cluster port one way has the same effect. Filter inbound ICMP from outside the cluster
+   * network, or set false to rely on deadAfterMs alone.
+   */
+  fastCrashDetection?: boolean;
   /** Boot id; default `newIncarnation()` (ms clock << 16 | 16 random bits). For tests. */
   incarnation?: bigint;
   /** Clock in ms, monotonic. Default `performance.timeOrigin + performance.now()`. For tests. */
@@ -185,6 +208,10 @@ interface PeerRecord {
   movesDoc: { digest: Buffer; map: Map<string, Move> };
   incoming: Map<DocumentKind, Reassembly>;
   requested: Map<DocumentKind, PendingRequest>;
+  /** Declared dead on an ICMP refusal; a heartbeat of this incarnation afterwards proves it false. */
+  downByRefusal: boolean;
+  /** False once a refusal proved false for this incarnation: only silence counts from then on. */
+  trustRefusals: boolean;
   view: PeerState;
 }
 
@@ -207,6 +234,8 @@ export class Membership extends EventEmitter {
   private readonly auth: PacketAuthenticator;
   private readonly family: 4 | 6;
   private readonly destinations: Endpoint[];
+  /** Configured unicast peers other than this node itself: each gets a connected socket. */
+  private readonly unicastPeers: Endpoint[];
   private readonly now: () => number;
   private readonly counter = new Counters();
   private readonly peerTable = new Map<string, PeerRecord>();
@@ -221,6 +250,7 @@ export class Membership extends EventEmitter {
   private sequence = 0;
   private socket: Socket | null = null;
   private groupSocket: Socket | null = null;
+  private peerSockets: PeerSockets | null = null;
   private timer: NodeJS.Timeout | null = null;
   private running = false;
   private clashReported: bigint | null = null;
@@ -263,6 +293,8 @@ export class Membership extends EventEmitter {
     this.incarnation = options.incarnation ?? newIncarnation();
 
     this.destinations = (options.peers ?? []).map((peer) => parseEndpoint(peer, this.port));
+    const ownKey = endpointKey(options.bind, this.port);
+    this.unicastPeers = this.destinations.filter((peer) => endpointKey(peer.address, peer.port) !== ownKey);
     if (options.multicast) this.destinations.push(parseEndpoint(options.multicast, this.port));
     for (const destination of this.destinations) {
       if (familyOf(destination.address) !== this.family) {
@@ -281,11 +313,24 @@ export class Membership extends EventEmitter {
   async start(): Promise<void> {
     if (this.running) return;
     const type = this.family === 4 ? 'udp4' : 'udp6';
-    const socket = createSocket({ type });
+    const fast = this.options.fastCrashDetection !== false && this.unicastPeers.length > 0;
+    // SO_REUSEADDR (needed to bind the peer sockets to the same address and port) would also let
+    // a second copy of this node bind silently: an exclusive bind first keeps EADDRINUSE loud.
+    if (fast) await checkPortFree(type, this.options.bind, this.port);
+    const socket = createSocket({ type, reuseAddr: fast });
     this.socket = socket;
     socket.on('message', (packet, remote) => this.receive(packet, remote));
     await bindSocket(socket, this.options.bind, this.port);
     socket.on('error', (error) => this.emit('error', error));
+    if (fast) {
+      this.peerSockets = new PeerSockets({
+        message: (packet, remote) => this.receive(packet, remote),
+        refused: (peer) => this.onRefused(peer),
+        pathError: () => this.counter.add('send_errors'),
+        error: (error) => this.emit('error', error),
+      });
+      await this.peerSockets.open(type, this.options.bind, this.port, this.unicastPeers);
+    }
 
     if (this.options.multicast) {
       const group = parseEndpoint(this.options.multicast, this.port).address;
@@ -374,9 +419,11 @@ export class Membership extends EventEmitter {
     }
     for (const record of this.peerTable.values()) this.discardTransfers(record);
     const sockets = [this.socket, this.groupSocket].filter((s): s is Socket => s !== null);
+    const peerSockets = this.peerSockets;
     this.socket = null;
     this.groupSocket = null;
-    await Promise.all(sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    this.peerSockets = null;
+    await Promise.all([...sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))), peerSockets?.close()]);
   }
 
   /**
@@ -488,6 +535,7 @@ export class Membership extends EventEmitter {
       this.refreshView(record);
     }
     if (!record.live) {
+      if (record.downByRefusal) this.refusalDisproved(record);
       record.live = true;
       record.liveSince = now;
       this.emit('peer-up', this.viewOf(record));
@@ -692,7 +740,10 @@ export class Membership extends EventEmitter {
     void this.send(PacketType.Heartbeat, this.heartbeatBody, this.destinations);
   }
 
-  /** Signs one packet (one sequence number) and sends it to every destination; never rejects. */
+  /**
+   * Signs one packet (one sequence number) and sends it to every destination, through the
+   * destination's connected socket when it has one; never rejects.
+   */
   private send(type: PacketType, body: Buffer, to: Endpoint[]): Array<Promise<void>> {
     const socket = this.socket;
     if (!socket || to.length === 0) return [];
@@ -701,15 +752,21 @@ export class Membership extends EventEmitter {
     return to.map(
       (destination) =>
         new Promise<void>((resolve) => {
+          const connected = this.peerSockets?.socketFor(destination.address, destination.port);
+          const done = (error: (Error & { code?: string }) | null): void => {
+            // A refusal still pending on a connected socket can fail the next send instead of
+            // surfacing as an 'error' event: it means the same.
+            if (error?.code === 'ECONNREFUSED' && connected) this.onRefused(destination);
+            else if (error) this.counter.add('send_errors');
+            else {
+              this.counter.add('sent');
+              this.counter.add('sent_bytes', packet.length);
+            }
+            resolve();
+          };
           try {
-            socket.send(packet, destination.port, destination.address, (error) => {
-              if (error) this.counter.add('send_errors');
-              else {
-                this.counter.add('sent');
-                this.counter.add('sent_bytes', packet.length);
-              }
-              resolve();
-            });
+            if (connected) connected.send(packet, done);
+            else socket.send(packet, destination.port, destination.address, done);
           } catch {
             this.counter.add('send_errors');
             resolve();
@@ -773,6 +830,49 @@ export class Membership extends EventEmitter {
     }
   }
 
+  /**
+   * The host of a peer endpoint refused a packet: nothing listens there any more. A live peer
+   * last heard from that endpoint is declared dead, once the packets already queued for us have
+   * been read (a goodbye sent just before its socket closed wins, and its last heartbeats do not
+   * revive it). A refusal for a peer never heard from, or not live, changes nothing.
+   */
+  private onRefused(endpoint: Endpoint): void {
+    this.counter.add('send_refused');
+    if (!this.running) return;
+    const key = endpointKey(endpoint.address, endpoint.port);
+    let record: PeerRecord | undefined;
+    for (const candidate of this.peerTable.values()) {
+      if (candidate.live && candidate.trustRefusals && endpointKey(candidate.address, candidate.port) === key) record = candidate;
+    }
+    if (!record) return;
+    const refused = record;
+    afterQueuedPackets(() => {
+      // Still the same incarnation (a restart makes a new record), still live, no goodbye meanwhile.
+      if (!this.running || this.peerTable.get(refused.node) !== refused || !refused.live || refused.leaving) return;
+      refused.live = false;
+      refused.downByRefusal = true;
+      this.counter.add('peer_unreachable');
+      this.emit('peer-down', this.viewOf(refused), 'unreachable');
+    });
+  }
+
+  /**
+   * A peer declared unreachable is heard again with the same incarnation: its process never
+   * died (a crash always brings a new incarnation), so the refusal was forged or came from a
+   * firewall rejecting the cluster port. Only silence counts against this incarnation from now on.
+   */
+  private refusalDisproved(record: PeerRecord): void {
+    record.downByRefusal = false;
+    record.trustRefusals = false;
+    this.counter.add('refusals_disproved');
+    const error = new Error(
+      `peer "${record.node}" at ${record.address} port ${record.port} was declared unreachable on an ICMP port unreachable but is alive: ` +
+        'a firewall rejects the cluster port, or the ICMP was forged; until it restarts, it is declared dead only after dead-after of silence',
+    ) as Error & { code: string };
+    error.code = 'EFALSEREFUSAL';
+    this.emit('error', error);
+  }
+
   private newRecord(node: string, incarnation: bigint, remote: Pick<RemoteInfo, 'address' | 'port'>): PeerRecord {
     return {
       node,
@@ -792,6 +892,8 @@ export class Membership extends EventEmitter {
       movesDoc: { digest: EMPTY_DOCUMENT_DIGEST, map: new Map() },
       incoming: new Map(),
       requested: new Map(),
+      downByRefusal: false,
+      trustRefusals: true,
       view: {
         node,
         incarnation,
@@ -874,6 +976,31 @@ function announcedDigest(beat: Heartbeat, kind: DocumentKind): Buffer {
 
 function prefixEquals(full: Buffer, prefix: Buffer): boolean {
   return full.subarray(0, prefix.length).equals(prefix);
+}
+
+/**
+ * Runs `callback` after the sockets' already-queued datagrams have been read. An 'error' event
+ * ends libuv's read loop for that socket, so what is still queued is read in the next poll
+ * phase; an immediate scheduled from an immediate runs after that poll phase.
+ */
+function afterQueuedPackets(callback: () => void): void {
+  setImmediate(() => setImmediate(callback));
+}
+
+/** Rejects with EADDRINUSE when any socket (SO_REUSEADDR or not) holds address:port. */
+async function checkPortFree(type: 'udp4' | 'udp6', address: string, port: number): Promise<void> {
+  const probe = createSocket({ type });
+  try {
+    await bindSocket(probe, address, port);
+  } finally {
+    await new Promise<void>((resolve) => {
+      try {
+        probe.close(() => resolve());
+      } catch {
+        resolve(); // never bound: nothing to close
+      }
+    });
+  }
 }
 
 function bindSocket(socket: Socket, address: string, port: number): Promise<void> {

@@ -1,6 +1,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createSocket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
+import { networkInterfaces } from 'node:os';
+import { PacketAuthenticator } from '../../lib/transport/auth';
+import { DocumentKind, PacketType, encodeHeartbeat, encodePacket } from '../../lib/transport/codec';
+import { OutgoingDocument } from '../../lib/transport/document-sync';
 import { Membership, type MembershipOptions, type PeerState } from '../../lib/transport/membership';
 
 const SECRET = 'a cluster secret of enough bytes';
@@ -124,8 +128,8 @@ test('operator moves travel to every node: pulled by digest after start, pushed 
   await Promise.all(nodes.map((m) => m.close()));
 });
 
-test('goodbye takes a peer down at once; silence takes it down after dead-after; a restart is recognised', async () => {
-  const { port, nodes, addresses } = await trio({ deadAfterMs: 200 });
+test('goodbye takes a peer down at once; with fastCrashDetection off, silence takes it down after dead-after; a restart is recognised', async () => {
+  const { port, nodes, addresses } = await trio({ deadAfterMs: 200, fastCrashDetection: false });
   const [n1, n2, n3] = nodes as [Membership, Membership, Membership];
   await waitFor('all live', () => complete(n1, ['n2', 'n3']) && complete(n2, ['n1', 'n3']));
 
@@ -137,6 +141,7 @@ test('goodbye takes a peer down at once; silence takes it down after dead-after;
 
   await n2.close({ goodbye: false });
   await waitFor('timeout of n2', () => downs.some(([n, r]) => n === 'n2' && r === 'timeout'), 2000);
+  assert.equal(n1.counters().send_refused, 0, 'no connected sockets, so no refusal is ever seen');
 
   const restarts: PeerState[] = [];
   n1.on('peer-restart', (p: PeerState) => restarts.push(p));
@@ -147,6 +152,146 @@ test('goodbye takes a peer down at once; silence takes it down after dead-after;
   assert.equal(peerOf(n1, 'n2')?.incarnation, n2.incarnation + 1n);
   assert.equal(peerOf(n1, 'n2')?.holdings.size, 0);
   await Promise.all([n1.close(), again.close()]);
+});
+
+/** Records every peer-down a node emits, with the ms since `since` (for diagnostics only). */
+function recordDowns(membership: Membership, since: () => number): Array<{ node: string; reason: string; afterMs: number }> {
+  const downs: Array<{ node: string; reason: string; afterMs: number }> = [];
+  membership.on('peer-down', (p: PeerState, reason: string) => downs.push({ node: p.node, reason, afterMs: Math.round(performance.now() - since()) }));
+  return downs;
+}
+
+test('a crashed process on a living host is declared unreachable by ICMP; its restart is seen; a goodbye still wins', async (t) => {
+  // dead-after far beyond a heartbeat: 'unreachable' can only come from the port-unreachable path.
+  const { port, nodes, addresses } = await trio({ deadAfterMs: 1500 });
+  const [n1, n2, n3] = nodes as [Membership, Membership, Membership];
+  await waitFor('all live', () => complete(n1, ['n2', 'n3']) && complete(n2, ['n1', 'n3']));
+  let crashedAt = 0;
+  const downs1 = recordDowns(n1, () => crashedAt);
+  const downs2 = recordDowns(n2, () => crashedAt);
+  crashedAt = performance.now();
+  await n3.close({ goodbye: false });
+  await waitFor('n3 down on n1 and n2', () => downs1.length > 0 && downs2.length > 0);
+  t.diagnostic(`crash detected after ${downs1[0]?.afterMs} ms (n1) and ${downs2[0]?.afterMs} ms (n2), heartbeat 50 ms, dead-after 1500 ms`);
+  assert.deepEqual(downs1.map((d) => [d.node, d.reason]), [['n3', 'unreachable']]);
+  assert.deepEqual(downs2.map((d) => [d.node, d.reason]), [['n3', 'unreachable']]);
+  assert.equal(n1.counters().peer_unreachable, 1);
+  assert.ok((n1.counters().send_refused ?? 0) >= 1);
+  assert.ok(peerOf(n1, 'n2')?.live && peerOf(n2, 'n1')?.live, 'the survivors are untouched');
+
+  // The refusing endpoint's socket stays: the restarted process is heard through it again.
+  const ups: string[] = [];
+  n1.on('peer-up', (p: PeerState) => ups.push(p.node));
+  const again = node('n3', addresses[2] as string, port, addresses.map((a) => `${a}:${port}`), { incarnation: n3.incarnation + 1n, deadAfterMs: 1500 });
+  again.setLocal({ declaration: declare(VIPS), holdings: new Map(), unhealthy: new Set() });
+  await again.start();
+  await waitFor('n3 live again on n1', () => ups.includes('n3') && !!peerOf(n1, 'n3')?.live && peerOf(n1, 'n3')?.incarnation === n3.incarnation + 1n);
+
+  // A goodbye is queued before the socket closes: it is read before any refusal is acted on.
+  await again.close();
+  await waitFor('second n3 down on n1', () => downs1.length === 2);
+  assert.deepEqual(downs1[1] && [downs1[1].node, downs1[1].reason], ['n3', 'goodbye']);
+  await waitFor('n3 refused after its goodbye', () => (n1.counters().send_refused ?? 0) >= 2);
+  assert.equal(downs1.length, 2, 'a peer that left is not declared down again');
+  assert.equal(n1.counters().peer_unreachable, 1);
+  await Promise.all([n1.close(), n2.close()]);
+});
+
+test('a configured node that never started is refused but causes no peer-down (rolling start)', async () => {
+  const port = nextPort++;
+  const peers = ['127.0.0.1', '127.0.0.2', '127.0.0.3'].map((a) => `${a}:${port}`);
+  const n1 = node('n1', '127.0.0.1', port, peers);
+  const n2 = node('n2', '127.0.0.2', port, peers);
+  const downs = [...recordDowns(n1, () => 0), ...recordDowns(n2, () => 0)];
+  await Promise.all([n1.start(), n2.start()]);
+  await waitFor('refusals from the absent 127.0.0.3 on both', () => (n1.counters().send_refused ?? 0) >= 5 && (n2.counters().send_refused ?? 0) >= 5);
+  assert.deepEqual(downs, []);
+  assert.ok(peerOf(n1, 'n2')?.live && peerOf(n2, 'n1')?.live);
+  assert.equal(n1.counters().peer_unreachable, 0);
+  await Promise.all([n1.close(), n2.close()]);
+});
+
+test('a second copy of a node on the same address and port still fails with EADDRINUSE (the peer sockets use SO_REUSEADDR)', async () => {
+  const port = nextPort++;
+  const peers = [`127.0.0.1:${port}`, `127.0.0.2:${port}`];
+  const first = node('n1', '127.0.0.1', port, peers);
+  await first.start();
+  const copy = node('n1', '127.0.0.1', port, peers);
+  await assert.rejects(copy.start(), { code: 'EADDRINUSE' });
+  await Promise.all([first.close(), copy.close()]);
+});
+
+/** Heartbeats of a peer played by hand from a plain socket (real codec and MAC). */
+function forgedHeartbeat(nodeName: string, incarnation: bigint, sequence: number): Buffer {
+  const empty = (kind: DocumentKind): Buffer => new OutgoingDocument(kind, Buffer.alloc(0)).digest;
+  const body = encodeHeartbeat({
+    allUnhealthy: false,
+    declarationDigest: empty(DocumentKind.Declaration),
+    holdingsDigest: empty(DocumentKind.Holdings),
+    neighboursDigest: empty(DocumentKind.Neighbours),
+    movesDigest: empty(DocumentKind.Moves),
+    vipCount: 0,
+    held: Buffer.alloc(0),
+    unhealthy: null,
+  });
+  const packet = encodePacket(PacketType.Heartbeat, Buffer.from('mail'), Buffer.from(nodeName), incarnation, sequence, body);
+  new PacketAuthenticator(SECRET).sign(packet);
+  return packet;
+}
+
+test('a peer heard again with the same incarnation after a refusal was not a crash: from then on only silence counts', async () => {
+  const port = nextPort++;
+  const n1 = node('n1', '127.0.0.1', port, [`127.0.0.1:${port}`, `127.0.0.4:${port}`], { deadAfterMs: 600 });
+  const errors: Array<Error & { code?: string }> = [];
+  n1.on('error', (error: Error) => errors.push(error));
+  const downs = recordDowns(n1, () => 0);
+  await n1.start();
+  let sequence = 0;
+  // The same process (incarnation) closing and rebinding its socket looks, on the wire, like a
+  // firewall rejecting the cluster port or a forged ICMP: refusals while the peer is alive.
+  const speak = async (): Promise<Socket> => {
+    const socket = createSocket('udp4');
+    await new Promise<void>((resolve) => socket.bind(port, '127.0.0.4', resolve));
+    socket.send(forgedHeartbeat('fake', 77n, ++sequence), port, '127.0.0.1');
+    return socket;
+  };
+  const hush = (socket: Socket): Promise<void> => new Promise((resolve) => socket.close(() => resolve()));
+
+  const first = await speak();
+  await waitFor('fake live', () => !!peerOf(n1, 'fake')?.live);
+  await hush(first);
+  await waitFor('first refusal', () => downs.length === 1);
+  assert.deepEqual(downs.map((d) => [d.node, d.reason]), [['fake', 'unreachable']]);
+
+  const socket = await speak();
+  await waitFor('fake live again', () => !!peerOf(n1, 'fake')?.live);
+  assert.equal(n1.counters().refusals_disproved, 1);
+  assert.deepEqual(errors.map((e) => e.code), ['EFALSEREFUSAL']);
+  await hush(socket);
+  const refused = n1.counters().send_refused ?? 0;
+  await waitFor('more refusals', () => (n1.counters().send_refused ?? 0) >= refused + 3);
+  assert.equal(downs.length, 1, 'refusals no longer count against this incarnation');
+  await waitFor('silence takes it down', () => downs.length === 2, 3000);
+  assert.deepEqual(downs[1] && [downs[1].node, downs[1].reason], ['fake', 'timeout']);
+  await n1.close();
+});
+
+const hasIpv6Loopback = Object.values(networkInterfaces()).some((list) => list?.some((i) => i.address === '::1'));
+
+test('over IPv6 (::1, one port per node) a crashed process is declared unreachable too', { skip: !hasIpv6Loopback && 'no ::1' }, async () => {
+  const port = nextPort;
+  nextPort += 3;
+  const peers = [0, 1, 2].map((i) => `[::1]:${port + i}`);
+  const nodes = [0, 1, 2].map((i) => node(`v${i}`, '::1', port + i, peers, { deadAfterMs: 1500 }));
+  const [a, b, c] = nodes as [Membership, Membership, Membership];
+  await Promise.all(nodes.map((m) => m.start()));
+  await waitFor('all live over IPv6', () => ['v1', 'v2'].every((n) => peerOf(a, n)?.live) && !!peerOf(b, 'v0')?.live);
+  const downs = recordDowns(a, () => 0);
+  await c.close({ goodbye: false });
+  await waitFor('v2 down on v0', () => downs.length > 0);
+  assert.deepEqual(downs.map((d) => [d.node, d.reason]), [['v2', 'unreachable']]);
+  assert.equal(peerOf(a, 'v1')?.live, true);
+  await Promise.all([a.close(), b.close()]);
 });
 
 test('a node with the wrong secret teaches nothing and is counted as bad MAC', async () => {
