@@ -62,6 +62,13 @@ export interface RuntimeOptions {
   /** Most neighbour entries shared. Default 256. */
   maxSharedNeighbours?: number;
   /**
+   * Declare a peer dead as soon as its host answers our heartbeat with ICMP
+   * port unreachable (its process died, its host lives): one heartbeat instead
+   * of dead-after. Default true. ICMP is not authenticated: a host that can
+   * forge it can force one false failover per peer boot (see lib/transport).
+   */
+  fastCrashDetection?: boolean;
+  /**
    * Node-to-node relay (Momentum's #mmove): an SMTP listener on this node's
    * cluster address that takes messages for bindings held here. On by default
    * when the config has bindings.
@@ -191,6 +198,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       retryUnhealthyMs: options.retryUnhealthyMs ?? 10000,
       shareNeighboursMs: options.shareNeighboursMs ?? 1000,
       maxSharedNeighbours: options.maxSharedNeighbours ?? 256,
+      fastCrashDetection: options.fastCrashDetection ?? true,
     };
     this.config = resolveConfig(input, { hostname: this.options.hostname, interfaces: net.interfaces() });
     this.node = this.config.node;
@@ -211,6 +219,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       heartbeatMs: this.config.timers.heartbeatMs,
       deadAfterMs: this.config.timers.deadAfterMs,
       vipsOf: (bytes) => this.cache.vipsOf(bytes),
+      fastCrashDetection: this.options.fastCrashDetection,
       now,
     });
     this.knownNodes.add(this.node);
