@@ -40,6 +40,7 @@ import * as net from './net';
 import { Membership, type PeerState } from './transport';
 import { buildView, DeclarationCache } from './runtime/view-builder';
 import { HealthBook, type UnhealthyReason } from './runtime/health';
+import { AliasReaper } from './runtime/alias-reaper';
 import type { BindingDirectory, BindingInfo, BindingListener, RawMessage, RelayedMessage, VipService } from './mta/types';
 import { SmtpListener, type SmtpListenerOptions, type SmtpServerFactory } from './mta/listener';
 import { BindingTransports, type SendResult } from './mta/bindings';
@@ -68,6 +69,12 @@ export interface RuntimeOptions {
    * forge it can force one false failover per peer boot (see lib/transport).
    */
   fastCrashDetection?: boolean;
+  /**
+   * Run a tiny child process that removes this node's VIP aliases the moment
+   * this process dies without closing (crash, OOM kill, SIGKILL of the process
+   * alone), so the dead node's kernel stops answering for them. Default true.
+   */
+  aliasReaper?: boolean;
   /**
    * Node-to-node relay (Momentum's #mmove): an SMTP listener on this node's
    * cluster address that takes messages for bindings held here. On by default
@@ -190,6 +197,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
   /** Operator moves issued on this node: ip → target node and a cluster-wide ordering number. */
   private readonly moves = new Map<string, { node: string; seq: number }>();
   private lastMoveSeq = 0;
+  private readonly reaper = new AliasReaper();
 
   constructor(input: ClusterConfig, options: RuntimeOptions = {}) {
     super();
@@ -199,6 +207,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       shareNeighboursMs: options.shareNeighboursMs ?? 1000,
       maxSharedNeighbours: options.maxSharedNeighbours ?? 256,
       fastCrashDetection: options.fastCrashDetection ?? true,
+      aliasReaper: options.aliasReaper ?? true,
     };
     this.config = resolveConfig(input, { hostname: this.options.hostname, interfaces: net.interfaces() });
     this.node = this.config.node;
@@ -366,6 +375,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       }
     }
     for (const iface of net.interfaces()) this.health.setLink(iface.name, iface.up && iface.running);
+    if (this.options.aliasReaper) this.reaper.start((error) => this.emit('error', { operation: 'alias reaper', error }));
     this.watcher = net.watch((event) => this.onWatch(event));
     await this.membership.start();
     this.publish();
@@ -412,6 +422,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       [...this.slots.values()].filter((s) => s.phase !== 'idle').map((s) => this.release(s, 'shutdown', 'cluster.close()')),
     );
     await Promise.allSettled(this.plainServices.map((s) => s.stop()));
+    await this.reaper.stop();
     this.outbound.close();
     await this.membership.close();
     this.watcher?.close();
@@ -1019,9 +1030,10 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     return held;
   }
 
-  /** Tells peers what we hold now (sent at once when it changed). */
+  /** Tells peers (and the alias reaper) what we hold now (sent at once when it changed). */
   private publish(): void {
     if (!this.started) return;
+    this.reaper.update([...this.slots.values()].filter((s) => s.phase !== 'idle').map((s) => ({ ifname: s.vip.interface, cidr: `${s.vip.ip}/${s.vip.prefix}` })));
     this.membership.setLocal({
       declaration: this.declarationBytes,
       holdings: this.holdings(),

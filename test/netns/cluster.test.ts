@@ -204,10 +204,10 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
         what: `client's neighbour entry for ${ip} showing ${after_}'s MAC`,
       });
       assert.ok(await ping(lab, 'client', ip), `client reaches ${ip} on ${after_}`);
-      // The killed node's kernel still carries the alias (a dead process on a live host);
-      // restart it: boot removes the leftover before anything else.
+      // The dead process's alias reaper removed the alias from the killed node's
+      // kernel, so that host no longer answers for the VIP.
+      await waitFor(async () => !(await holdersOf(lab, ip, [before])).length || null, { timeoutMs: 5000, what: `${before}'s alias reaper removing ${ip}` });
       await cluster.start(before, configFor(lab, before, DEFAULT_VIPS));
-      await waitFor(async () => !(await holdersOf(lab, ip, [before])).length || null, { timeoutMs: 5000, what: `${before} removing its leftover ${ip}` });
     }
   });
 
@@ -219,8 +219,7 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
     n1.kill('SIGKILL');
     await n1.exited;
     cluster.procs.delete('n1');
-    // Remove the dead process's alias, as a restart on a rebooted host would find.
-    await lab.exec('n1', ['ip', 'addr', 'del', `${vip4(1)}/32`, 'dev', 'eth0']);
+    await waitFor(async () => !(await holdersOf(lab, vip4(1), ['n1'])).length || null, { timeoutMs: 5000, what: 'n1\'s alias reaper removing its VIP' });
     const interim = (await settledHolders(lab, [vip4(1)], ['n2', 'n3'])).get(vip4(1));
     assert.ok(interim === 'n2' || interim === 'n3');
 
@@ -529,6 +528,16 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
       10_000,
       `the follower listener answering on ${moved}, which holds acme`,
     );
+  });
+
+  test('boot removes a leftover alias of a managed VIP before doing anything else', async () => {
+    cluster = new Cluster(lab);
+    // What a host finds after a crash the reaper could not handle (the whole process group killed).
+    await lab.exec('n3', ['ip', 'addr', 'add', `${vip4(1)}/32`, 'dev', 'eth0']);
+    await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, DEFAULT_VIPS))));
+    const status = await cluster.status('n3');
+    assert.equal(status.counters.leftover_aliases_removed_total, 1);
+    await cluster.until(async () => (await holdersOf(lab, vip4(1))).join() === 'n1', 15_000, 'only n1 (preferred) holding its VIP');
   });
 });
 
