@@ -152,7 +152,8 @@ export interface ClusterStatus {
   settled: boolean;
   quorum: boolean;
   vips: VipStatus[];
-  peers: Array<{ node: string; address: string; live: boolean; lastHeardMsAgo: number; holding: string[]; complete: boolean }>;
+  /** `neighbours`: the hosts each peer shared (bounded), which a new holder reaches with arpAllHosts. */
+  peers: Array<{ node: string; address: string; live: boolean; lastHeardMsAgo: number; holding: string[]; complete: boolean; neighbours: Array<{ address: string; mac: string }> }>;
   counters: Record<string, number>;
 }
 
@@ -501,6 +502,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
         lastHeardMsAgo: Math.round(t - p.lastHeard),
         holding: [...p.holdings.keys()],
         complete: p.complete,
+        neighbours: p.neighbours,
       })),
       counters: { ...Object.fromEntries(this.counts), ...this.membership.counters() },
     };

@@ -539,6 +539,44 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
     assert.equal(status.counters.leftover_aliases_removed_total, 1);
     await cluster.until(async () => (await holdersOf(lab, vip4(1))).join() === 'n1', 15_000, 'only n1 (preferred) holding its VIP');
   });
+
+  test('arpAllHosts with shared neighbour tables reaches a host that ignores gratuitous ARP and only talked to the dead holder', async () => {
+    cluster = new Cluster(lab);
+    // The client drops every broadcast ARP (gratuitous ones included), like hosts and
+    // switches that ignore them: only a unicast ARP reply can move its entry.
+    await lab.exec('client', ['nft', 'add table netdev mvgarp']);
+    await lab.exec('client', ['nft', 'add chain netdev mvgarp in { type filter hook ingress device eth0 priority 0 ; }']);
+    await lab.exec('client', ['nft', 'add rule netdev mvgarp in ether daddr ff:ff:ff:ff:ff:ff ether type arp drop']);
+    try {
+      await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, DEFAULT_VIPS, { announce: { arpAllHosts: true } }))));
+      const holder = (await settledHolders(lab, [vip4(4)])).get(vip4(4)) as string;
+      assert.ok(await ping(lab, 'client', vip4(4)), 'client reaches the VIP (its ARP request goes out; the reply is unicast)');
+      assert.equal(await lab.neighbourMac('client', vip4(4)), lab.host(holder).mac);
+      // The holder shares its neighbour table (now with the client in it) with its peers.
+      const survivors = NODES.filter((n) => n !== holder);
+      const client = lab.host('client');
+      await cluster.until(
+        async () => {
+          for (const n of survivors) {
+            const peer = (await cluster.status(n)).peers.find((p: any) => p.node === holder);
+            if (!peer?.neighbours.some((e: any) => e.address === client.ipv4 && e.mac === client.mac)) return null;
+          }
+          return true;
+        },
+        5000,
+        `${holder}'s neighbour table, with the client in it, reaching its peers`,
+      );
+      const killed = cluster.proc(holder);
+      killed.kill('SIGKILL');
+      await killed.exited;
+      cluster.procs.delete(holder);
+      const next = (await settledHolders(lab, [vip4(4)], survivors)).get(vip4(4)) as string;
+      // No ping while waiting: only the new holder's unicast ARP can move the entry.
+      await cluster.until(async () => (await lab.neighbourMac('client', vip4(4))) === lab.host(next).mac, 5000, `client's entry showing ${next}'s MAC without any gratuitous ARP`);
+    } finally {
+      await lab.exec('client', ['nft', 'delete table netdev mvgarp'], { allowFailure: true });
+    }
+  });
 });
 
 /** The UDP payloads of an Ethernet pcap file (IPv4 only, no options parsing beyond IHL). */
