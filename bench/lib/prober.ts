@@ -15,6 +15,9 @@
  *   { cmd: 'changes', id, sinceMs }  -> { type: 'changes', id, changes: [{ at, from, to }] }  (banner node changes)
  *   { cmd: 'kill', id, pid, group, signal, fromNode, timeoutMs, timelineMs }
  *        -> { type: 'trial', id, ...TrialReport }
+ *   { cmd: 'attempts', id, sinceWallMs }  -> { type: 'attempts', id, attempts: Attempt[] }
+ *        (attempts ended since then, times on the wall clock, Date.now() scale, for
+ *        benchmarks whose event of interest happens in another process)
  */
 import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -216,11 +219,18 @@ async function measureKill(command: KillCommand): Promise<TrialReport> {
   };
 }
 
-process.on('message', (message: { cmd?: string; id?: number; windowMs?: number; sinceMs?: number } & Partial<KillCommand>) => {
+process.on('message', (message: { cmd?: string; id?: number; windowMs?: number; sinceMs?: number; sinceWallMs?: number } & Partial<KillCommand>) => {
   if (message.cmd === 'steady') send({ type: 'steady', id: message.id, ...steady(message.windowMs ?? 1000) });
   if (message.cmd === 'changes') {
     const from = performance.now() - (message.sinceMs ?? 0);
     send({ type: 'changes', id: message.id, changes: changes.filter((c) => c.at >= from).map((c) => ({ ...c, at: Math.round(c.at) })) });
+  }
+  if (message.cmd === 'attempts') {
+    // performance.timeOrigin + performance.now() is this process's wall clock.
+    const from = (message.sinceWallMs ?? 0) - performance.timeOrigin;
+    const wall = (t: number): number => Math.round((performance.timeOrigin + t) * 100) / 100;
+    const since = attempts.filter((a) => a.end >= from).map((a) => ({ ...a, start: wall(a.start), end: wall(a.end), ...(a.connected !== undefined ? { connected: wall(a.connected) } : {}) }));
+    send({ type: 'attempts', id: message.id, attempts: since });
   }
   if (message.cmd === 'kill') {
     kill(message as KillCommand).then(
