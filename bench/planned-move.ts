@@ -64,8 +64,9 @@ interface TrialResult {
   firstNewConnectStartMs: number | null;
   /**
    * The same window by when connections were opened: from the opening of the first one that
-   * failed to the opening of the first one the new holder greeted (excludes the new holder's
-   * own ~100 ms greeting delay).
+   * failed to the opening of the first one the new holder greeted. Both ends move by about the
+   * greeting delay: the first failures are connections opened up to ~100 ms before the move,
+   * still waiting for the old holder's banner when it closed (421).
    */
   windowByOpenMs: number | null;
   failures: number;
