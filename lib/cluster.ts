@@ -158,6 +158,12 @@ export interface ClusterStatus {
 }
 
 const now = (): number => performance.timeOrigin + performance.now();
+/**
+ * Longest a live peer whose declaration has not arrived holds up our acquisitions (see
+ * reconcile): long enough to fetch a 4,096-VIP declaration from a busy peer, short enough that a
+ * peer whose declaration never decodes cannot stop a takeover for good.
+ */
+const DECLARATION_WAIT_MS = 3000;
 
 /** Creates a cluster node; throws ConfigError (listing every problem) on a bad config. */
 export function createCluster(config: ClusterConfig, options: RuntimeOptions = {}): VipCluster {
@@ -189,6 +195,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
   private settleUntil = Infinity;
   private startedAt = 0;
   private reconcileQueued = false;
+  private publishQueued = false;
   private wakeTimer: NodeJS.Timeout | null = null;
   private readonly timers: NodeJS.Timeout[] = [];
   private watcher: net.Closable | null = null;
@@ -379,7 +386,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     if (this.options.aliasReaper) this.reaper.start((error) => this.emit('error', { operation: 'alias reaper', error }));
     this.watcher = net.watch((event) => this.onWatch(event));
     await this.membership.start();
-    this.publish();
+    this.publish({ now: true });
     for (const service of this.plainServices) await service.start();
     // Settle: until one dead-after period has passed we have not heard from
     // every live peer, and could take a VIP another node holds.
@@ -416,7 +423,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     // released stay unowned for that whole drain, and a send() waiting for a
     // binding's new holder there can keep the drain, and so the gap, going.
     for (const vip of this.config.vips) this.health.fail(vip.ip, 'shutdown', 'cluster.close()', Infinity);
-    this.publish();
+    this.publish({ now: true });
     // Wait for operations in flight, then release whatever is held.
     while ([...this.slots.values()].some((s) => s.busy)) await new Promise((r) => setTimeout(r, 5));
     await Promise.all(
@@ -591,7 +598,11 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     }
     const t = now();
     if (this.health.expire(t)) this.publish();
-    const settled = t >= this.settleUntil;
+    // A live peer whose declaration we do not know yet (it just joined, or we just did) is left
+    // out of the view, and what its heartbeats say it holds cannot be read: acquiring now could
+    // take every VIP it holds (a joining standby did, 1,000 at once). Wait for its declaration.
+    const declarationsDueBy = this.declarationsDueBy(t);
+    const settled = t >= this.settleUntil && declarationsDueBy === null;
     const view = this.view();
     const options = this.electOptions();
     const assignment = elect(view, options);
@@ -630,10 +641,25 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       }
     }
     if (acquisitions.length) void this.acquireAll(acquisitions);
-    const wake = [assignment.nextWakeup, this.health.nextRetry(), settled ? null : this.settleUntil].filter((x): x is number => x !== null);
+    const wake = [assignment.nextWakeup, this.health.nextRetry(), t < this.settleUntil ? this.settleUntil : null, declarationsDueBy].filter((x): x is number => x !== null);
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     this.wakeTimer = null;
     if (wake.length) this.wakeTimer = this.schedule(Math.max(0, Math.min(...wake) - t) + 1, () => this.requestReconcile());
+  }
+
+  /**
+   * When the last live peer whose declaration is unknown stops holding up acquisitions (its
+   * declaration arrives first in the normal case: that emits a change and a reconcile), or null
+   * when there is none.
+   */
+  private declarationsDueBy(t: number): number | null {
+    let due: number | null = null;
+    for (const peer of this.membership.peers()) {
+      if (!peer.live || peer.leaving || peer.declaration !== null) continue;
+      const until = peer.liveSince + DECLARATION_WAIT_MS;
+      if (until > t) due = Math.max(due ?? 0, until);
+    }
+    return due;
   }
 
   /** The name of a live peer advertising `slot`'s VIP with a better claim than ours, if any. */
@@ -1032,10 +1058,29 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     return held;
   }
 
-  /** Tells peers (and the alias reaper) what we hold now (sent at once when it changed). */
-  private publish(): void {
+  /**
+   * Tells the alias reaper at once, and peers once the current turn of the event loop ends, what
+   * we hold now: VIPs released or acquired one by one (a shutdown, a batch finishing) become one
+   * update instead of one encoding of every holding per VIP.
+   */
+  private publish(options: { now?: boolean } = {}): void {
     if (!this.started) return;
     this.reaper.update([...this.slots.values()].filter((s) => s.phase !== 'idle').map((s) => ({ ifname: s.vip.interface, cidr: `${s.vip.ip}/${s.vip.prefix}` })));
+    if (options.now) {
+      this.publishNow();
+      return;
+    }
+    if (this.publishQueued) return;
+    this.publishQueued = true;
+    setImmediate(() => {
+      this.publishQueued = false;
+      this.publishNow();
+    });
+  }
+
+  /** Hands the current local state to the membership (sent at once when it changed). */
+  private publishNow(): void {
+    if (!this.started) return;
     this.membership.setLocal({
       declaration: this.declarationBytes,
       holdings: this.holdings(),

@@ -75,7 +75,10 @@ export interface MembershipOptions {
   bind: string;
   /** UDP port to bind and default port of peers. Default 7946. */
   port?: number;
-  /** Unicast peers: 'ip' | 'ip:port' | '[v6]:port'. May include this node's own address. */
+  /**
+   * Unicast peers: 'ip' | 'ip:port' | '[v6]:port'. May include this node's own endpoint (`bind`
+   * and `port`), which is left out, so all nodes can share one list.
+   */
   peers?: string[];
   /** Multicast group (e.g. '239.255.0.1' or 'ff02::1:7946'), on the same port. */
   multicast?: string;
@@ -252,6 +255,12 @@ export class Membership extends EventEmitter {
   private groupSocket: Socket | null = null;
   private peerSockets: PeerSockets | null = null;
   private timer: NodeJS.Timeout | null = null;
+  /** A pending announcement of local changes (see announceSoon), and when the last one went out. */
+  private announceTimer: NodeJS.Timeout | null = null;
+  private lastAnnouncedAt = -Infinity;
+  /** Digests of the holdings and moves documents last pushed to every destination. */
+  private pushedHoldings: Buffer = ZERO_DIGEST;
+  private pushedMoves: Buffer = ZERO_DIGEST;
   private running = false;
   private clashReported: bigint | null = null;
 
@@ -292,15 +301,20 @@ export class Membership extends EventEmitter {
     this.lag = new LoopLagMeter(this.now);
     this.incarnation = options.incarnation ?? newIncarnation();
 
-    this.destinations = (options.peers ?? []).map((peer) => parseEndpoint(peer, this.port));
-    const ownKey = endpointKey(options.bind, this.port);
-    this.unicastPeers = this.destinations.filter((peer) => endpointKey(peer.address, peer.port) !== ownKey);
-    if (options.multicast) this.destinations.push(parseEndpoint(options.multicast, this.port));
-    for (const destination of this.destinations) {
+    const configured = (options.peers ?? []).map((peer) => parseEndpoint(peer, this.port));
+    const group = options.multicast ? [parseEndpoint(options.multicast, this.port)] : [];
+    for (const destination of [...configured, ...group]) {
       if (familyOf(destination.address) !== this.family) {
         throw new Error(`mta-vip membership: ${destination.address} is not of the same IP family as bind ${options.bind}`);
       }
     }
+    // One peer list for the whole cluster names this node too: sending to ourselves would cost a
+    // packet sent, read, verified and ignored per heartbeat (a quarter of the work of 4 nodes).
+    const ownKey = endpointKey(options.bind, this.port);
+    const unique = new Map<string, Endpoint>();
+    for (const peer of configured) if (endpointKey(peer.address, peer.port) !== ownKey) unique.set(endpointKey(peer.address, peer.port), peer);
+    this.unicastPeers = [...unique.values()];
+    this.destinations = [...this.unicastPeers, ...group];
 
     this.declarationDoc = new OutgoingDocument(DocumentKind.Declaration, Buffer.alloc(0));
     this.holdingsDoc = new OutgoingDocument(DocumentKind.Holdings, Buffer.alloc(0));
@@ -351,6 +365,10 @@ export class Membership extends EventEmitter {
     }
 
     this.running = true;
+    // What was set before start is not pushed: peers ask for what the heartbeat announces.
+    this.pushedHoldings = this.holdingsDoc.digest;
+    this.pushedMoves = this.movesDoc.digest;
+    this.lastAnnouncedAt = this.now();
     this.sendHeartbeat();
     this.scheduleTick();
   }
@@ -382,11 +400,42 @@ export class Membership extends EventEmitter {
     const body = this.buildHeartbeat(state.holdings.keys(), state.unhealthy);
     const changed = !body.equals(this.heartbeatBody);
     this.heartbeatBody = body;
+    if (this.running && (changed || holdingsChanged || movesChanged)) this.announceSoon();
+  }
+
+  /**
+   * Sends what setLocal changed without waiting for the next tick: at once, unless the previous
+   * such announcement is less than heartbeatMs old; then when that period ends, with everything
+   * that changed meanwhile. A single change (a failover) still goes out at once, while a burst
+   * (hundreds of VIPs acquired or released one by one) costs one holdings push and one heartbeat
+   * per heartbeatMs instead of one per VIP.
+   */
+  private announceSoon(): void {
+    if (this.announceTimer) return;
+    const wait = Math.min(this.heartbeatMs, this.lastAnnouncedAt + this.heartbeatMs - this.now());
+    if (wait <= 0) {
+      this.announce();
+      return;
+    }
+    this.announceTimer = setTimeout(() => {
+      this.announceTimer = null;
+      this.announce();
+    }, wait);
+  }
+
+  private announce(): void {
     if (!this.running) return;
+    this.lastAnnouncedAt = this.now();
     // Documents before the heartbeat that announces them, so receivers rarely need to ask.
-    if (holdingsChanged) this.sendChunks(this.holdingsDoc, 0, this.destinations);
-    if (movesChanged) this.sendChunks(this.movesDoc, 0, this.destinations);
-    if (changed || holdingsChanged || movesChanged) this.sendHeartbeat();
+    if (!this.holdingsDoc.digest.equals(this.pushedHoldings)) {
+      this.pushedHoldings = this.holdingsDoc.digest;
+      this.sendChunks(this.holdingsDoc, 0, this.destinations);
+    }
+    if (!this.movesDoc.digest.equals(this.pushedMoves)) {
+      this.pushedMoves = this.movesDoc.digest;
+      this.sendChunks(this.movesDoc, 0, this.destinations);
+    }
+    this.sendHeartbeat();
   }
 
   /** Every peer known (live or not), newest data. */
@@ -410,12 +459,14 @@ export class Membership extends EventEmitter {
   async close(options: { goodbye?: boolean } = {}): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    if (this.announceTimer) clearTimeout(this.announceTimer);
+    this.announceTimer = null;
     const wasRunning = this.running;
     this.running = false;
     if (wasRunning && options.goodbye !== false) {
-      const sends: Array<Promise<void>> = [];
-      for (let i = 0; i < GOODBYE_COPIES; i++) sends.push(...this.send(PacketType.Goodbye, Buffer.alloc(0), this.destinations));
-      await Promise.all(sends);
+      await Promise.all(
+        Array.from({ length: GOODBYE_COPIES }, () => new Promise<void>((resolve) => this.send(PacketType.Goodbye, Buffer.alloc(0), this.destinations, resolve))),
+      );
     }
     for (const record of this.peerTable.values()) this.discardTransfers(record);
     const sockets = [this.socket, this.groupSocket].filter((s): s is Socket => s !== null);
@@ -478,7 +529,8 @@ export class Membership extends EventEmitter {
     const now = this.now();
     switch (envelope.type) {
       case PacketType.Heartbeat: {
-        const beat = decodeHeartbeat(envelope.body);
+        // Most heartbeats repeat the last one, which decoded fine: compare instead of decoding again.
+        const beat = record.lastBody !== null && record.lastBody.equals(envelope.body) ? record.beat : decodeHeartbeat(envelope.body);
         if (typeof beat === 'string') return beat;
         if (record.leaving) return 'after_goodbye';
         record.replay.accept(envelope.sequence);
@@ -679,7 +731,10 @@ export class Membership extends EventEmitter {
       const from = inProgress ? inProgress.firstMissing() : 0;
       const pending = record.requested.get(kind);
       const retryMs = kind === DocumentKind.Neighbours ? this.neighboursIntervalMs : Math.max(this.heartbeatMs, 20);
-      if (pending && now - pending.at < retryMs) continue;
+      // Ask again only when nothing came for retryMs: a transfer still arriving (a window
+      // asked for, or a push) would otherwise be sent again while its chunks are in flight.
+      const lastActivity = Math.max(pending?.at ?? -Infinity, inProgress?.lastProgressAt ?? -Infinity);
+      if (now - lastActivity < retryMs) continue;
       this.sendRequest(record, kind, inProgress ? inProgress.digest : announced, from, now);
     }
   }
@@ -695,7 +750,7 @@ export class Membership extends EventEmitter {
     digest.copy(padded, 0, 0, Math.min(digest.length, DIGEST_BYTES));
     record.requested.set(kind, { at: now, from });
     this.counter.add('requests_sent');
-    void this.send(PacketType.Request, encodeRequest({ kind, target: record.node, digest: padded, from }), [{ address: record.address, port: record.port }]);
+    this.send(PacketType.Request, encodeRequest({ kind, target: record.node, digest: padded, from }), [{ address: record.address, port: record.port }]);
   }
 
   private localDocument(kind: DocumentKind): OutgoingDocument {
@@ -715,7 +770,7 @@ export class Membership extends EventEmitter {
   private sendChunks(document: OutgoingDocument, from: number, to: Endpoint[]): void {
     for (const index of document.window(from)) {
       this.counter.add('chunks_sent');
-      void this.send(PacketType.Chunk, encodeChunk(document.chunk(index)), to);
+      this.send(PacketType.Chunk, encodeChunk(document.chunk(index)), to);
     }
   }
 
@@ -737,48 +792,58 @@ export class Membership extends EventEmitter {
 
   private sendHeartbeat(): void {
     this.counter.add('heartbeats_sent');
-    void this.send(PacketType.Heartbeat, this.heartbeatBody, this.destinations);
+    this.send(PacketType.Heartbeat, this.heartbeatBody, this.destinations);
   }
 
   /**
    * Signs one packet (one sequence number) and sends it to every destination, through the
-   * destination's connected socket when it has one; never rejects.
+   * destination's connected socket when it has one; never throws. `allDone` runs once every
+   * send has completed or failed.
    */
-  private send(type: PacketType, body: Buffer, to: Endpoint[]): Array<Promise<void>> {
+  private send(type: PacketType, body: Buffer, to: Endpoint[], allDone?: () => void): void {
     const socket = this.socket;
-    if (!socket || to.length === 0) return [];
+    if (!socket || to.length === 0) {
+      allDone?.();
+      return;
+    }
     const packet = encodePacket(type, this.clusterBytes, this.nodeBytes, this.incarnation, ++this.sequence, body);
     this.auth.sign(packet);
-    return to.map(
-      (destination) =>
-        new Promise<void>((resolve) => {
-          const connected = this.peerSockets?.socketFor(destination.address, destination.port);
-          const done = (error: (Error & { code?: string }) | null): void => {
-            // A refusal still pending on a connected socket can fail the next send instead of
-            // surfacing as an 'error' event: it means the same.
-            if (error?.code === 'ECONNREFUSED' && connected) this.onRefused(destination);
-            else if (error) this.counter.add('send_errors');
-            else {
-              this.counter.add('sent');
-              this.counter.add('sent_bytes', packet.length);
-            }
-            resolve();
-          };
-          try {
-            if (connected) connected.send(packet, done);
-            else socket.send(packet, destination.port, destination.address, done);
-          } catch {
-            this.counter.add('send_errors');
-            resolve();
-          }
-        }),
-    );
+    let pending = to.length;
+    for (const destination of to) {
+      const connected = this.peerSockets?.socketFor(destination.address, destination.port);
+      const done = (error: (Error & { code?: string }) | null): void => {
+        // A refusal still pending on a connected socket can fail the next send instead of
+        // surfacing as an 'error' event: it means the same.
+        if (error?.code === 'ECONNREFUSED' && connected) this.onRefused(destination);
+        else if (error) this.counter.add('send_errors');
+        else {
+          this.counter.add('sent');
+          this.counter.add('sent_bytes', packet.length);
+        }
+        if (--pending === 0) allDone?.();
+      };
+      try {
+        if (connected) connected.send(packet, done);
+        else socket.send(packet, destination.port, destination.address, done);
+      } catch {
+        done(Object.assign(new Error('send failed'), { code: 'ESEND' }));
+      }
+    }
   }
 
+  /**
+   * Ticks fall on multiples of heartbeatMs of the wall clock. Nodes whose clocks agree (one host,
+   * or NTP) then send at about the same moment, so a node reads its peers' heartbeats in one or
+   * two wake-ups around its own tick instead of one wake-up each: waking up is most of what an
+   * idle node costs. Clocks that disagree only lose that saving.
+   */
   private scheduleTick(): void {
     if (!this.running) return;
-    this.lag.scheduled(this.heartbeatMs);
-    this.timer = setTimeout(() => this.tick(), this.heartbeatMs);
+    // The boundary nearest one period from now: 0.5 to 1.5 periods away, exactly one when on time.
+    const wall = Date.now();
+    const delay = Math.round((wall + this.heartbeatMs) / this.heartbeatMs) * this.heartbeatMs - wall;
+    this.lag.scheduled(delay);
+    this.timer = setTimeout(() => this.tick(), delay);
   }
 
   /**
