@@ -19,6 +19,9 @@ import type { Endpoint } from './address';
  * earlier datagram (other than port unreachable). They say the path failed, not that the socket
  * is broken; the unconnected socket never reported them, so they are counted, not emitted.
  */
+/** Most destination spellings socketFor remembers before starting over. */
+const MAX_REMEMBERED_SPELLINGS = 1024;
+
 const ICMP_REPORTED = new Set(['EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'EMSGSIZE', 'EPROTO', 'ENOPROTOOPT']);
 
 export interface PeerSocketHandlers {
@@ -35,6 +38,7 @@ export interface PeerSocketHandlers {
 /** The connected sockets of one Membership. */
 export class PeerSockets {
   private readonly sockets = new Map<string, Socket>();
+  private readonly bySpelling = new Map<string, Socket | null>();
 
   constructor(private readonly handlers: PeerSocketHandlers) {}
 
@@ -51,7 +55,16 @@ export class PeerSockets {
 
   /** The connected socket for a destination, or undefined to send through the main socket. */
   socketFor(address: string, port: number): Socket | undefined {
-    return this.sockets.get(endpointKey(address, port));
+    // Every packet sent asks: remember the answer per spelling instead of parsing the address
+    // each time (bounded: addresses come from the configuration and authenticated peers).
+    const spelling = `${address}|${port}`;
+    let found = this.bySpelling.get(spelling);
+    if (found === undefined) {
+      found = this.sockets.get(endpointKey(address, port)) ?? null;
+      if (this.bySpelling.size >= MAX_REMEMBERED_SPELLINGS) this.bySpelling.clear();
+      this.bySpelling.set(spelling, found);
+    }
+    return found ?? undefined;
   }
 
   get size(): number {
@@ -61,6 +74,7 @@ export class PeerSockets {
   async close(): Promise<void> {
     const sockets = [...this.sockets.values()];
     this.sockets.clear();
+    this.bySpelling.clear();
     await Promise.all(sockets.map((socket) => new Promise<void>((resolve) => socket.close(() => resolve()))));
   }
 
@@ -86,6 +100,7 @@ export class PeerSockets {
       else this.handlers.error(error);
     });
     this.sockets.set(key, socket);
+    this.bySpelling.clear();
   }
 }
 
