@@ -710,7 +710,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     }
     // Claim them in our heartbeats first: a peer that computed a different
     // owner sees the claims and the epoch order settles it.
-    this.publish();
+    this.publish({ now: true });
     const byInterface = new Map<string, Slot[]>();
     for (const { slot } of batch) byInterface.set(slot.vip.interface, [...(byInterface.get(slot.vip.interface) ?? []), slot]);
     try {
@@ -1065,7 +1065,6 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
    */
   private publish(options: { now?: boolean } = {}): void {
     if (!this.started) return;
-    this.reaper.update([...this.slots.values()].filter((s) => s.phase !== 'idle').map((s) => ({ ifname: s.vip.interface, cidr: `${s.vip.ip}/${s.vip.prefix}` })));
     if (options.now) {
       this.publishNow();
       return;
@@ -1081,6 +1080,9 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
   /** Hands the current local state to the membership (sent at once when it changed). */
   private publishNow(): void {
     if (!this.started) return;
+    // The reaper needs to hear of an alias before it is added (acquireAll publishes
+    // with { now: true } first); a release it learns of a turn later is harmless.
+    this.reaper.update([...this.slots.values()].filter((s) => s.phase !== 'idle').map((s) => ({ ifname: s.vip.interface, cidr: `${s.vip.ip}/${s.vip.prefix}` })));
     this.membership.setLocal({
       declaration: this.declarationBytes,
       holdings: this.holdings(),
