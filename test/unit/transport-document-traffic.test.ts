@@ -19,35 +19,19 @@ import {
 } from '../../lib/transport/codec';
 import { OutgoingDocument } from '../../lib/transport/document-sync';
 import { encodeHoldings } from '../../lib/transport/documents';
-import { Membership, type MembershipOptions, type PeerState } from '../../lib/transport/membership';
+import type { Membership, PeerState } from '../../lib/transport/membership';
+import { MembershipPool, SECRET, vipsOf, waitFor } from './helpers/membership-pool';
 import { VipList } from '../../lib/transport/vip-list';
 
-const SECRET = 'a cluster secret of enough bytes';
-const vipsOf = (declaration: Buffer): string[] => (JSON.parse(declaration.toString()) as { vips: string[] }).vips;
 /** A declaration of these VIPs; `node` makes each node's differ, as the runtime's do. */
 const declare = (vips: string[], node: string): Buffer => Buffer.from(JSON.stringify({ vips, node }));
 const THOUSAND = Array.from({ length: 1000 }, (_, i) => `198.18.${10 + (i >> 8)}.${i & 255}`);
 
 let nextPort = 20000 + Math.floor(Math.random() * 20000);
-const open: Membership[] = [];
-after(async () => {
-  await Promise.all(open.map((m) => m.close({ goodbye: false })));
-});
+const pool = new MembershipPool();
+after(() => pool.closeAll());
 
-async function waitFor(what: string, condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
-function node(name: string, address: string, port: number, peers: string[], extra: Partial<MembershipOptions> = {}): Membership {
-  const membership = new Membership({ clusterId: 'mail', node: name, secret: SECRET, bind: address, port, peers, vipsOf, ...extra });
-  membership.on('error', () => undefined);
-  open.push(membership);
-  return membership;
-}
+const node = pool.node.bind(pool);
 
 const peerOf = (m: Membership, name: string): PeerState | undefined => m.peers().find((p) => p.node === name);
 const counter = (m: Membership, name: string): number => m.counters()[name] ?? 0;

@@ -6,34 +6,17 @@ import { PacketAuthenticator } from '../../lib/transport/auth';
 import { DocumentKind, PacketType, encodeHeartbeat, encodePacket } from '../../lib/transport/codec';
 import { OutgoingDocument } from '../../lib/transport/document-sync';
 import { Membership, type MembershipOptions, type PeerState } from '../../lib/transport/membership';
+import { MembershipPool, SECRET, vipsOf, waitFor } from './helpers/membership-pool';
 
-const SECRET = 'a cluster secret of enough bytes';
-const vipsOf = (declaration: Buffer): string[] => (JSON.parse(declaration.toString()) as { vips: string[] }).vips;
 const declare = (vips: string[]): Buffer => Buffer.from(JSON.stringify({ vips }));
 const VIPS = ['198.18.0.1', '198.18.0.2', '198.18.0.3', '198.18.0.4'];
 
 /** A port per test, away from common services. */
 let nextPort = 20000 + Math.floor(Math.random() * 20000);
-const open: Membership[] = [];
-after(async () => {
-  await Promise.all(open.map((m) => m.close({ goodbye: false })));
-});
+const pool = new MembershipPool();
+after(() => pool.closeAll());
 
-/** Polls `condition` until true or the deadline passes (then fails naming `what`). */
-async function waitFor(what: string, condition: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
-function node(name: string, address: string, port: number, peers: string[], extra: Partial<MembershipOptions> = {}): Membership {
-  const membership = new Membership({ clusterId: 'mail', node: name, secret: SECRET, bind: address, port, peers, vipsOf, ...extra });
-  membership.on('error', () => undefined);
-  open.push(membership);
-  return membership;
-}
+const node = pool.node.bind(pool);
 
 function peerOf(membership: Membership, name: string): PeerState | undefined {
   return membership.peers().find((p) => p.node === name);
