@@ -76,6 +76,13 @@ export interface RuntimeOptions {
    */
   aliasReaper?: boolean;
   /**
+   * Longest a live peer whose declaration has not arrived holds up this node's
+   * acquisitions: long enough to fetch a 4,096-VIP declaration from a busy
+   * peer, short enough that a peer whose declaration never decodes cannot stop
+   * a takeover for good. Default 3,000 ms.
+   */
+  declarationWaitMs?: number;
+  /**
    * Node-to-node relay (Momentum's #mmove): an SMTP listener on this node's
    * cluster address that takes messages for bindings held here. On by default
    * when the config has bindings.
@@ -158,12 +165,6 @@ export interface ClusterStatus {
 }
 
 const now = (): number => performance.timeOrigin + performance.now();
-/**
- * Longest a live peer whose declaration has not arrived holds up our acquisitions (see
- * reconcile): long enough to fetch a 4,096-VIP declaration from a busy peer, short enough that a
- * peer whose declaration never decodes cannot stop a takeover for good.
- */
-const DECLARATION_WAIT_MS = 3000;
 
 /** Creates a cluster node; throws ConfigError (listing every problem) on a bad config. */
 export function createCluster(config: ClusterConfig, options: RuntimeOptions = {}): VipCluster {
@@ -216,6 +217,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       maxSharedNeighbours: options.maxSharedNeighbours ?? 256,
       fastCrashDetection: options.fastCrashDetection ?? true,
       aliasReaper: options.aliasReaper ?? true,
+      declarationWaitMs: options.declarationWaitMs ?? 3000,
     };
     this.config = resolveConfig(input, { hostname: this.options.hostname, interfaces: net.interfaces() });
     this.node = this.config.node;
@@ -656,7 +658,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     let due: number | null = null;
     for (const peer of this.membership.peers()) {
       if (!peer.live || peer.leaving || peer.declaration !== null) continue;
-      const until = peer.liveSince + DECLARATION_WAIT_MS;
+      const until = peer.liveSince + this.options.declarationWaitMs;
       if (until > t) due = Math.max(due ?? 0, until);
     }
     return due;
