@@ -15,7 +15,6 @@ import * as os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import {
   compareClaims,
-  declarationDigest,
   declare,
   elect,
   encodeDeclaration,
@@ -111,7 +110,6 @@ interface Slot {
   epoch: number;
   busy: boolean;
   services: VipService[];
-  acquiredAt: number | null;
   /** The address was removed behind our back while an operation was running. */
   addressLost: boolean;
 }
@@ -186,7 +184,6 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
   private readonly counts = new Map<string, number>();
   private readonly options: Required<Omit<RuntimeOptions, 'relay' | 'transports'>>;
   private readonly relayPort: number;
-  private readonly relayServer: RelayServer | null = null;
   private readonly outbound: BindingTransports;
   private bindingInfos = new Map<string, BindingInfo>();
   private assignment: Assignment | null = null;
@@ -207,6 +204,8 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
   private readonly moves = new Map<string, { node: string; seq: number }>();
   private lastMoveSeq = 0;
   private readonly reaper = new AliasReaper();
+  /** Acquisitions, releases and restores in progress (close() waits for them). */
+  private readonly operations = new Set<Promise<void>>();
 
   constructor(input: ClusterConfig, options: RuntimeOptions = {}) {
     super();
@@ -224,7 +223,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     this.declaration = declare(this.config);
     this.declarationBytes = encodeDeclaration(this.declaration);
     for (const vip of this.config.vips) {
-      this.slots.set(vip.ip, { vip, phase: 'idle', epoch: 0, busy: false, services: [], acquiredAt: null, addressLost: false });
+      this.slots.set(vip.ip, { vip, phase: 'idle', epoch: 0, busy: false, services: [], addressLost: false });
     }
     const cluster = this.config.cluster;
     this.membership = new Membership({
@@ -271,7 +270,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       ...(relayClient ? { relay: relayClient } : {}),
     });
     if (relayEnabled) {
-      this.relayServer = new RelayServer({
+      const relayServer = new RelayServer({
         directory: this,
         secret: cluster.secret,
         host: cluster.bind,
@@ -280,8 +279,8 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
         ...(options.relay?.onRelay ? { onRelay: options.relay.onRelay } : {}),
         ...(options.relay?.tls ? { tls: options.relay.tls } : {}),
       });
-      this.relayServer.on('error', (error) => this.emit('error', { operation: 'relay', error }));
-      this.plainServices.push(this.relayServer);
+      relayServer.on('error', (error) => this.emit('error', { operation: 'relay', error }));
+      this.plainServices.push(relayServer);
     }
     this.bindingInfos = this.computeBindings();
   }
@@ -426,8 +425,9 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     // binding's new holder there can keep the drain, and so the gap, going.
     for (const vip of this.config.vips) this.health.fail(vip.ip, 'shutdown', 'cluster.close()', Infinity);
     this.publish({ now: true });
-    // Wait for operations in flight, then release whatever is held.
-    while ([...this.slots.values()].some((s) => s.busy)) await new Promise((r) => setTimeout(r, 5));
+    // Wait for operations in flight (no new ones start once closing), then
+    // release whatever is held.
+    await Promise.allSettled([...this.operations]);
     await Promise.all(
       [...this.slots.values()].filter((s) => s.phase !== 'idle').map((s) => this.release(s, 'shutdown', 'cluster.close()')),
     );
@@ -637,12 +637,12 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       if (!slot || slot.busy) continue;
       if (action.type === 'release') {
         if (slot.phase === 'idle') continue;
-        void this.release(slot, action.reason, action.detail);
+        this.track(this.release(slot, action.reason, action.detail));
       } else if (slot.phase === 'idle') {
         acquisitions.push({ slot, epoch: action.epoch });
       }
     }
-    if (acquisitions.length) void this.acquireAll(acquisitions);
+    if (acquisitions.length) this.track(this.acquireAll(acquisitions));
     const wake = [assignment.nextWakeup, this.health.nextRetry(), t < this.settleUntil ? this.settleUntil : null, declarationsDueBy].filter((x): x is number => x !== null);
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     this.wakeTimer = null;
@@ -752,7 +752,6 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       const ip = slot.vip.ip;
       const probeFoundMac = probed.get(ip) ?? null;
       slot.phase = 'held';
-      slot.acquiredAt = now();
       this.count('acquisitions_total');
       if (probeFoundMac) {
         // Someone still answered for the address: typically the dead holder's
@@ -844,7 +843,6 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       this.emit('error', { ip, operation: 'release', error: error as Error });
     } finally {
       slot.phase = 'idle';
-      slot.acquiredAt = null;
       slot.busy = false;
       this.count('releases_total');
       this.publish();
@@ -884,7 +882,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     if (slot.phase !== 'held' || slot.busy) return;
     // Someone removed a VIP we hold (an operator, a network manager): put it
     // back and tell the network again, or give the VIP up.
-    void this.restoreAddress(slot);
+    this.track(this.restoreAddress(slot));
   }
 
   private async restoreAddress(slot: Slot): Promise<void> {
@@ -1094,6 +1092,11 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     });
   }
 
+  private track(operation: Promise<void>): void {
+    this.operations.add(operation);
+    void operation.finally(() => this.operations.delete(operation));
+  }
+
   private schedule(ms: number, fn: () => void): NodeJS.Timeout {
     const timer = setTimeout(fn, ms);
     timer.unref();
@@ -1102,11 +1105,6 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
 
   private count(name: string, by = 1): void {
     this.counts.set(name, (this.counts.get(name) ?? 0) + by);
-  }
-
-  /** SHA-256 of this node's declaration, hex (equal configs have equal digests). */
-  get declarationDigest(): string {
-    return declarationDigest(this.declaration).toString('hex');
   }
 }
 
