@@ -22,6 +22,7 @@
         "native/packet_socket.cc",
         "native/probe.cc",
         "native/sniff.cc",
+        "native/tcp_sockets.cc",
         "native/watch.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

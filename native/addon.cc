@@ -16,6 +16,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
   exports.Set("probeMany", Napi::Function::New(env, ProbeMany, "probeMany"));
   exports.Set("neighbours", Napi::Function::New(env, Neighbours, "neighbours"));
+  exports.Set("tcpSockets", Napi::Function::New(env, TcpSockets, "tcpSockets"));
+  exports.Set("destroyTcpSockets", Napi::Function::New(env, DestroyTcpSockets, "destroyTcpSockets"));
   InitSniffer(env, exports);
   InitWatcher(env, exports);
   return exports;

@@ -25,8 +25,8 @@ void NetlinkRequest::AddAttribute(uint16_t type, const void* data, size_t length
   header()->nlmsg_len = static_cast<uint32_t>(offset + RTA_ALIGN(total));
 }
 
-Netlink::Netlink(uint32_t groups) {
-  fd_ = Fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+Netlink::Netlink(uint32_t groups, int protocol) {
+  fd_ = Fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol));
   if (!fd_.valid()) ThrowErrno("socket", "opening a netlink socket");
   sockaddr_nl local = {};
   local.nl_family = AF_NETLINK;

@@ -1,4 +1,5 @@
-// A NETLINK_ROUTE socket: one request with its ACK, or one dump.
+// A netlink socket (NETLINK_ROUTE unless told otherwise, e.g. NETLINK_SOCK_DIAG):
+// one request with its ACK, or one dump.
 #pragma once
 
 #include <linux/netlink.h>
@@ -29,7 +30,7 @@ class NetlinkRequest {
 class Netlink {
  public:
   // groups: RTMGRP_* multicast groups to join (0 for request/response use).
-  explicit Netlink(uint32_t groups = 0);
+  explicit Netlink(uint32_t groups = 0, int protocol = NETLINK_ROUTE);
   int fd() const { return fd_.get(); }
 
   // Sends `request` asking for an ACK; returns 0 or the positive errno the

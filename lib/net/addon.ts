@@ -17,6 +17,10 @@ export interface NativeInterface {
   addresses: NativeInterfaceAddress[];
 }
 export interface NativeNeighbour { address: string; mac: string | null; state: string }
+export interface NativeTcpSocket {
+  local: string; localPort: number; remote: string; remotePort: number; state: string; owned: boolean; sendQueue: number; lastSentMsAgo: number; lastReceivedMsAgo: number;
+}
+export interface NativeDestroyResult { destroyed: number; gone: number; failed: number; lastError: string | null }
 export type NativeWatchEvent =
   | { type: 'link'; ifname: string; index: number; up: boolean; running: boolean }
   | { type: 'address-added' | 'address-removed'; ifname: string; index: number; family: 4 | 6; address: string; prefix: number };
@@ -45,6 +49,10 @@ export interface NativeAddon {
   /** probe for every address with one socket and one wait; one MAC or null per address, in order. */
   probeMany(ifname: string, addresses: string[], timeoutMs: number): Promise<Array<string | null>>;
   neighbours(ifname: string): Promise<NativeNeighbour[]>;
+  /** NETLINK_SOCK_DIAG dump: TCP sockets of any process whose local address is one of `addresses` (LISTEN only if `listening`). */
+  tcpSockets(addresses: string[], listening: boolean): Promise<NativeTcpSocket[]>;
+  /** The same sockets, each reset with SOCK_DESTROY (RST to the peer, ECONNABORTED locally). */
+  destroyTcpSockets(addresses: string[], listening: boolean): Promise<NativeDestroyResult>;
   /** Reader thread on an AF_PACKET socket; keeps the process alive until close(). */
   Sniffer: new (ifname: string, addresses: string[], onClaim: (event: NativeSniffEvent) => void) => {
     close(): void;

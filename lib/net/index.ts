@@ -258,7 +258,80 @@ export function watch(onEvent: (event: WatchEvent) => void): Closable {
   };
 }
 
+// ---- TCP sessions on an address ---------------------------------------------
+
+/** A TCP socket of any process on this host, found by its local address. */
+export interface TcpSocket {
+  /** Local address (IPv4 for an IPv4 session on a dual-stack socket). */
+  local: string;
+  localPort: number;
+  remote: string;
+  remotePort: number;
+  /** Kernel TCP state: 'ESTABLISHED', 'FIN_WAIT1', 'LISTEN', ... */
+  state: string;
+  /** A process still holds it; false for an orphan the kernel finishes alone (closed with data unsent). */
+  owned: boolean;
+  /** Bytes not yet acknowledged by the peer. */
+  sendQueue: number;
+  /** Milliseconds since data was last sent / received on it (-1 when the kernel did not say). */
+  lastSentMsAgo: number;
+  lastReceivedMsAgo: number;
+}
+
+/** What destroyTcpSockets did. */
+export interface DestroyResult {
+  /** Reset (RST sent to the peer; the owning process sees ECONNABORTED). */
+  destroyed: number;
+  /** Closed on their own between the listing and the reset. */
+  gone: number;
+  failed: number;
+  lastError: string | null;
+}
+
+/**
+ * The TCP sockets, of every process on this host, whose local address is one
+ * of `addresses` (TIME_WAIT and CLOSE left out; LISTEN only with `listening`).
+ * This is how a node knows whether sessions of other processes (MTA workers)
+ * or orphans still use a VIP before it removes it. NETLINK_SOCK_DIAG; no
+ * privilege needed to read.
+ */
+export async function tcpSockets(addresses: string[], options?: { listening?: boolean } | null): Promise<TcpSocket[]> {
+  const parsed = parseAddressList('tcpSockets', 'addresses', addresses, MAX_ADDRESSES);
+  const listening = booleanOption('tcpSockets', 'listening', checkOptions('tcpSockets', options).listening, false);
+  if (parsed.length === 0) return [];
+  return wrapNative('tcpSockets', undefined, () => loadAddon().tcpSockets(parsed.map((p) => p.address), listening));
+}
+
+/**
+ * Resets every TCP socket whose local address is one of `addresses`
+ * (SOCK_DESTROY): the peer gets a RST while the address can still send it, and
+ * the process that owned the socket gets ECONNABORTED at once instead of
+ * hanging on a vanished address. With `listening`, listening sockets bound to
+ * exactly those addresses too (their unaccepted connections are reset).
+ * Needs CAP_NET_ADMIN and a kernel with CONFIG_INET_DIAG_DESTROY (EOPNOTSUPP
+ * otherwise).
+ */
+export async function destroyTcpSockets(addresses: string[], options?: { listening?: boolean } | null): Promise<DestroyResult> {
+  const parsed = parseAddressList('destroyTcpSockets', 'addresses', addresses, MAX_ADDRESSES);
+  const listening = booleanOption('destroyTcpSockets', 'listening', checkOptions('destroyTcpSockets', options).listening, false);
+  if (parsed.length === 0) return { destroyed: 0, gone: 0, failed: 0, lastError: null };
+  try {
+    return await loadAddon().destroyTcpSockets(parsed.map((p) => p.address), listening);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EOPNOTSUPP') {
+      (error as Error).message += '; this kernel cannot reset sockets (it needs CONFIG_INET_DIAG_DESTROY=y)';
+    }
+    throw annotate('destroyTcpSockets', undefined, error);
+  }
+}
+
 // ---- argument checks -------------------------------------------------------
+
+function booleanOption(fn: string, name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new TypeError(`${fn}: ${name} must be true or false, got ${typeof value}`);
+  return value;
+}
 
 function checkIfname(fn: string, ifname: unknown): asserts ifname is string {
   if (typeof ifname !== 'string' || ifname.length === 0) {
@@ -313,7 +386,7 @@ function annotate(fn: string, ifname: string | undefined, error: unknown): unkno
   return error;
 }
 
-async function wrapNative<T>(fn: string, ifname: string, call: () => Promise<T>): Promise<T> {
+async function wrapNative<T>(fn: string, ifname: string | undefined, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (error) {

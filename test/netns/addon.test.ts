@@ -278,6 +278,54 @@ describe('lib/net addon in network namespaces', { skip: labSkipReason() }, () =>
     assert.deepEqual(exit, { code: 0, signal: null }, client.process.stderr);
   });
 
+  test('tcpSockets finds every process\'s sessions on a VIP, and destroyTcpSockets resets them while the address can still send the RST', async () => {
+    const vip = vip4(13);
+    await n1.addAddress(ETH0, cidr(vip));
+    // A server in n1 on the VIP (another process than the addon's), and a client in 'client' that
+    // waits for data: it must see the reset, not silence.
+    const py = (code: string): string[] => ['python3', '-c', code];
+    const serve = lab.exec('n1', py(`
+import socket,time
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('${vip}',2600)); s.listen()
+a,_=s.accept(); time.sleep(8)`), { allowFailure: true, timeoutMs: 12_000 });
+    await waitFor(async () => (await n1.tcpSockets([vip], { listening: true })).some((t) => t.state === 'LISTEN' && t.localPort === 2600), { timeoutMs: 5000, what: 'the listener on the VIP' });
+    const client = lab.exec('client', py(`
+import socket
+c=socket.create_connection(('${vip}',2600),timeout=6)
+c.sendall(b'EHLO x\\r\\n')
+try:
+  print('got', c.recv(10))
+except Exception as e:
+  print('error', type(e).__name__)`), { allowFailure: true, timeoutMs: 12_000 });
+    const sessions = await waitFor(async () => {
+      const list = await n1.tcpSockets([vip]);
+      return list.some((t) => t.state === 'ESTABLISHED') ? list : undefined;
+    }, { timeoutMs: 5000, what: 'the session on the VIP' });
+    const session = sessions.find((t) => t.state === 'ESTABLISHED')!;
+    assert.equal(session.local, vip);
+    assert.equal(session.localPort, 2600);
+    assert.equal(session.remote, lab.host('client').ipv4);
+    assert.ok(session.owned, 'a process holds it');
+    assert.ok(session.lastReceivedMsAgo >= 0 && session.lastReceivedMsAgo < 5000, JSON.stringify(session));
+    assert.ok(!sessions.some((t) => t.state === 'LISTEN'), 'LISTEN only when asked');
+    assert.deepEqual(await n1.tcpSockets([vip4(14)]), [], 'nothing on another address');
+
+    const result = await n1.destroyTcpSockets([vip]);
+    assert.equal(result.destroyed, 1, JSON.stringify(result));
+    assert.match((await client).stdout, /error ConnectionResetError/, 'the client got a reset at once');
+    assert.deepEqual((await n1.tcpSockets([vip])).filter((t) => t.state === 'ESTABLISHED'), []);
+    // The listener itself, with listening: a new client is refused instead of queued unanswered.
+    assert.equal((await n1.destroyTcpSockets([vip], { listening: true })).destroyed, 1);
+    const refused = await lab.exec('client', py(`
+import socket
+try:
+  socket.create_connection(('${vip}',2600),timeout=3); print('connected')
+except Exception as e: print('error', type(e).__name__)`), { allowFailure: true });
+    assert.match(refused.stdout, /error ConnectionRefusedError/);
+    await serve;
+    await n1.removeAddress(ETH0, cidr(vip));
+  });
+
   test('bad arguments are refused before any syscall', async () => {
     await assert.rejects(n1.addAddress('eth9', cidr(vip4(9))), (error: NodeJS.ErrnoException) => error.code === 'ENODEV' && /eth9/.test(error.message));
     await assert.rejects(n1.addAddress(ETH0, '1.2.3'), (error: Error) => error.name === 'TypeError' && /1\.2\.3/.test(error.message));

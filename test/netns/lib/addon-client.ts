@@ -6,7 +6,7 @@
  *   const sniffer = await n1.sniff('eth0', [vip4(1)]);
  *   const claim = await sniffer.next((event) => event.mac === lab.host('n2').mac, 2000);
  */
-import type { AnnounceOptions, InterfaceInfo, Neighbour, SniffEvent, WatchEvent } from '../../../lib/net/index';
+import type { AnnounceOptions, DestroyResult, InterfaceInfo, Neighbour, SniffEvent, TcpSocket, WatchEvent } from '../../../lib/net/index';
 import type { Lab, SpawnNodeOptions } from '../harness';
 import { fixturePath } from '../harness';
 import type { LabProcess } from './process';
@@ -127,6 +127,12 @@ export class AddonClient {
   }
   neighbours(ifname: string): Promise<Neighbour[]> {
     return this.call('neighbours', ifname);
+  }
+  tcpSockets(addresses: string[], options?: { listening?: boolean }): Promise<TcpSocket[]> {
+    return this.call('tcpSockets', addresses, options);
+  }
+  destroyTcpSockets(addresses: string[], options?: { listening?: boolean }): Promise<DestroyResult> {
+    return this.call('destroyTcpSockets', addresses, options);
   }
 
   /** Starts net.watch() in the fixture; events are collected from the moment this resolves. */
