@@ -40,6 +40,7 @@ import { Membership, type PeerState } from './transport';
 import { buildView, DeclarationCache } from './runtime/view-builder';
 import { HealthBook, type UnhealthyReason } from './runtime/health';
 import { AliasReaper } from './runtime/alias-reaper';
+import { drainSessions, resetSessions, type SessionDrainPorts } from './runtime/session-drain';
 import type { BindingDirectory, BindingInfo, BindingListener, RawMessage, RelayedMessage, VipService } from './mta/types';
 import { SmtpListener, type SmtpListenerOptions, type SmtpServerFactory } from './mta/listener';
 import { BindingTransports, type SendResult } from './mta/bindings';
@@ -97,6 +98,13 @@ export interface RuntimeOptions {
     /** TLS options towards peers' relay listeners (e.g. { ca }). */
     clientTls?: ConnectionOptions;
   };
+  /**
+   * Longest a release of a binding's VIP waits for outbound sessions of any
+   * process on this host (an MTA's senders included) that are waiting for
+   * their peer, before it resets them; idle pooled connections are reset
+   * after 1 s. Listener VIPs wait for their services' own drainMs. Default 30,000 ms.
+   */
+  sessionDrainMs?: number;
   /** Defaults for the nodemailer transports of bindings (pooling, timeouts, EHLO names per binding). */
   transports?: { defaults?: BindingTransportOptions; names?: Record<string, { hostname?: string }> };
 }
@@ -164,6 +172,14 @@ export interface ClusterStatus {
 
 const now = (): number => performance.timeOrigin + performance.now();
 
+/** The kernel's view of the sessions on an address, for release drains. */
+const kernelSessions: SessionDrainPorts = {
+  tcpSockets: (addresses, options) => net.tcpSockets(addresses, options),
+  destroyTcpSockets: (addresses, options) => net.destroyTcpSockets(addresses, options),
+  now: () => performance.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
+
 /** Creates a cluster node; throws ConfigError (listing every problem) on a bad config. */
 export function createCluster(config: ClusterConfig, options: RuntimeOptions = {}): VipCluster {
   return new VipCluster(config, options);
@@ -217,6 +233,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       fastCrashDetection: options.fastCrashDetection ?? true,
       aliasReaper: options.aliasReaper ?? true,
       declarationWaitMs: options.declarationWaitMs ?? 3000,
+      sessionDrainMs: options.sessionDrainMs ?? 30000,
     };
     this.config = resolveConfig(input, { hostname: this.options.hostname, interfaces: net.interfaces() });
     this.node = this.config.node;
@@ -801,7 +818,9 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     this.emit('error', { ip, operation: `acquire (${step})`, error });
     // Give the VIP up cleanly rather than hold an address nobody serves.
     await Promise.allSettled(startedServices.map((s) => s.stop()));
+    await this.resetSessionsOn(slot);
     await net.removeAddress(ifname, `${ip}/${prefix}`).catch(() => undefined);
+    await this.resetSessionsOn(slot);
     slot.phase = 'idle';
   }
 
@@ -838,7 +857,12 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       // sessions in flight finish on this node.
       const results = await Promise.allSettled(slot.services.map((s) => s.stop()));
       for (const r of results) if (r.status === 'rejected') this.emit('error', { ip, operation: 'stop service', error: r.reason as Error });
+      // Then the sessions of every process on this host (MTA workers, orphans):
+      // they end, or are reset while their RST can still leave from this address.
+      await this.drainSessionsOn(slot);
       await net.removeAddress(ifname, `${ip}/${prefix}`);
+      // A client accepted between the drain's reset and the removal gets a reset too.
+      await this.resetSessionsOn(slot);
     } catch (error) {
       this.emit('error', { ip, operation: 'release', error: error as Error });
     } finally {
@@ -849,6 +873,37 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       this.emit('released', { ip, reason, detail });
       this.requestReconcile();
     }
+  }
+
+  /**
+   * Waits for the VIP's busy sessions (see runtime/session-drain.ts) up to the
+   * longest drain of its services, or sessionDrainMs for a binding's VIP, then
+   * resets the rest.
+   */
+  private async drainSessionsOn(slot: Slot): Promise<void> {
+    const serviceDrains = slot.services.map((s) => s.drainMs ?? 0);
+    const deadlineMs = Math.max(0, ...serviceDrains, slot.vip.binding ? this.options.sessionDrainMs : 0);
+    try {
+      const result = await drainSessions(kernelSessions, slot.vip.ip, { listenerPorts: slot.vip.ports, deadlineMs });
+      this.count('sessions_drained_total', result.drained);
+      this.count('sessions_reset_total', result.reset);
+      if (result.timedOut) this.count('session_drain_timeouts_total');
+    } catch (error) {
+      this.sessionResetFailed(slot.vip.ip, error as Error);
+    }
+  }
+
+  private async resetSessionsOn(slot: Slot): Promise<void> {
+    try {
+      this.count('sessions_reset_total', await resetSessions(kernelSessions, [slot.vip.ip]));
+    } catch (error) {
+      this.sessionResetFailed(slot.vip.ip, error as Error);
+    }
+  }
+
+  private sessionResetFailed(ip: string, error: Error): void {
+    this.count('session_reset_failures_total');
+    this.emit('error', { ip, operation: 'drain sessions', error });
   }
 
   // --- inputs from the addon ---------------------------------------------

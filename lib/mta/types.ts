@@ -18,6 +18,12 @@ export interface VipService {
   start(): Promise<void>;
   /** Stops accepting, drains sessions in flight, resolves once closed. */
   stop(): Promise<void>;
+  /**
+   * Longest the runtime then waits, after stop(), for this VIP's sessions in
+   * any process on the host to end before it resets them and removes the
+   * address (see runtime/session-drain.ts). Default 0.
+   */
+  readonly drainMs?: number;
 }
 
 /** How a binding looks from this node. */

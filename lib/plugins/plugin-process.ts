@@ -9,7 +9,7 @@ import * as net from '../net';
 import type { RelayedMessage } from '../mta/types';
 import { RelayClient } from '../mta/relay-client';
 import { FileBindingView, LiveBindingView, type BindingView } from './binding-view';
-import { ListenerGate } from './listener-gate';
+import { DEFAULT_PLUGIN_DRAIN_MS, ListenerGate } from './listener-gate';
 import { RelayGateway } from './relay-gateway';
 import { defaultStateFile, SharedStateReader, SharedStateWriter } from './shared-state';
 import { closeClusterOnSignal } from './close-on-signal';
@@ -22,7 +22,12 @@ export interface MtaVipPluginOptions {
   runtime?: RuntimeOptions;
   /** Where the cluster's process shares its state with the MTA's other processes; default os.tmpdir()/mta-vip-<cluster id>-<node>.json. */
   stateFile?: string;
-  /** How long a listener VIP keeps its address after new clients are refused, for sessions in flight; default 0 ms. */
+  /**
+   * How long a released listener VIP keeps its address after new clients are
+   * refused (421), for sessions in flight in the MTA's processes; the drain
+   * ends as soon as they do, and what is left is reset, never left silent.
+   * Default 30,000 ms, like the library's listeners.
+   */
   drainMs?: number;
   /** EHLO name per binding; default the host name. */
   hostnames?: Record<string, string>;
@@ -87,7 +92,7 @@ export async function startClusterProcess(
   const runtime: RuntimeOptions = { ...options.runtime, relay: { ...options.runtime?.relay, onRelay } };
   const cluster = createCluster(options.cluster, runtime);
   const writer = new SharedStateWriter(stateFileOf(options, resolved), cluster, failoverListenerIps(resolved));
-  for (const ip of failoverListenerIps(resolved)) cluster.addService(new ListenerGate(ip, writer, options.drainMs ?? 0, mta));
+  for (const ip of failoverListenerIps(resolved)) cluster.addService(new ListenerGate(ip, writer, options.drainMs ?? DEFAULT_PLUGIN_DRAIN_MS, mta));
   cluster.on('acquired', (e) => log('info', `acquired ${e.ip} (epoch ${e.epoch}, ${e.tookMs} ms)`));
   cluster.on('released', (e) => log('info', `released ${e.ip}: ${e.reason} ${e.detail}`));
   cluster.on('binding', (b) => log('info', `binding ${b.name} ${b.address}: ${b.state}, holder ${b.holder ?? 'nobody'}`));
@@ -95,7 +100,9 @@ export async function startClusterProcess(
   cluster.on('peer-down', (p) => log('info', `peer down ${p.node} ${p.address}: ${p.reason}`));
   cluster.on('conflict', (c) => log('error', `conflict on ${c.ip} (${c.kind}): ${c.message}`));
   cluster.on('error', (e) => log('error', `${e.operation}${e.ip ? ` ${e.ip}` : ''}: ${e.error.message}`));
-  const restoreSignals = closeClusterOnSignal(cluster, { log: (message) => log('info', message) });
+  // The signal waits for the drains (plus time to say goodbye), never cutting them short.
+  const drainMs = options.drainMs ?? DEFAULT_PLUGIN_DRAIN_MS;
+  const restoreSignals = closeClusterOnSignal(cluster, { timeoutMs: Math.max(drainMs, options.runtime?.sessionDrainMs ?? 30_000) + 5000, log: (message) => log('info', message) });
   await cluster.start();
   log('info', `cluster ${resolved.cluster.id} started as node ${cluster.node} on ${resolved.cluster.bind}; state shared in ${writer.file}`);
   return {
