@@ -152,9 +152,10 @@ export function hook_get_mx(this: HarakaPlugin, next: Next, hmail: { todo: { not
   const plugin = this;
   gateway ??= createRelayGateway(options, settings.resolved, view(), (level, message) => (level === 'info' ? plugin.loginfo(`mta-vip: ${message}`) : plugin.logerror(`mta-vip: ${message}`)));
   gateway.endpoint(name).then(
-    ({ host, port }) => {
+    ({ host, port, helo: gatewayName }) => {
       this.loginfo(`mta-vip: binding ${name} is held by ${info.holder}: relaying through ${host}:${port}`);
-      next(c.ok, [{ priority: 0, exchange: host, port, bind: host, bind_helo: helo } satisfies HarakaMxSpec]);
+      // The EHLO name carries the binding to the gateway, which relays for that binding only.
+      next(c.ok, [{ priority: 0, exchange: host, port, bind: host, bind_helo: gatewayName } satisfies HarakaMxSpec]);
     },
     (error: Error) => next(c.denysoft, `relay gateway for ${name}: ${error.message}`),
   );

@@ -2,21 +2,54 @@
 //
 // An MTA worker that must deliver from a binding held by another node cannot
 // send from its IP (it is not on this host). Instead the plugin points that
-// delivery's next hop at this gateway: one small smtp-server per binding on
-// 127.0.0.1 (an ephemeral port), which relays every message it receives to the
-// holder's relay listener over the authenticated node-to-node relay and answers
-// the MTA with the holder's verdict. The MTA keeps its own queue, retries and
+// delivery's next hop at this gateway: a small smtp-server on 127.0.0.1 (an
+// ephemeral port), which relays every message it receives to the holder's
+// relay listener over the authenticated node-to-node relay and answers the
+// MTA with the holder's verdict. The MTA keeps its own queue, retries and
 // bounces: a 250 from the gateway means the holder has the message (the MTA
 // then drops its copy, accept-then-delete); a 451 makes the MTA retry later;
 // a 5xx from the holder bounces.
 //
-// Only this host can reach the gateway, and it only relays to the binding it
-// was opened for; it adds nothing a local client of the MTA could not do.
+// The binding travels with each delivery, in the EHLO name the MTA introduces
+// itself with (gatewayHelo: the binding's name, hex-encoded, under a reserved
+// .invalid suffix), and the gateway relays a message for the binding its
+// client's EHLO names — never for the binding a port was opened for. A port
+// cannot be trusted to mean one binding: under Node's cluster module (Haraka's
+// `nodes=N`) the n-th listen(0) of every worker is one shared port whose
+// connections the master hands out round robin, so worker A's port for one
+// binding was worker B's for another, and mail left from the wrong IP. The
+// server also listens `exclusive`, so each process has its own port anyway.
+//
+// Only this host can reach the gateway; it adds nothing a local client of the
+// MTA could not do.
 
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { findMessageId } from '../mta/bindings';
 import type { RelayClient } from '../mta/relay-client';
 import type { BindingView } from './binding-view';
+
+const HELO_SUFFIX = '.mta-vip-gateway.invalid';
+const LABEL_HEX = 62;
+
+/** The EHLO name an MTA must use towards the gateway for mail of `binding`. */
+export function gatewayHelo(binding: string): string {
+  const hex = Buffer.from(binding, 'utf8').toString('hex');
+  if (hex.length === 0 || hex.length > 3 * LABEL_HEX) {
+    throw new RangeError(`binding name ${JSON.stringify(binding)} must be 1 to ${(3 * LABEL_HEX) / 2} bytes to be relayed through the gateway`);
+  }
+  const labels: string[] = [];
+  for (let i = 0; i < hex.length; i += LABEL_HEX) labels.push(`b${hex.slice(i, i + LABEL_HEX)}`);
+  return `${labels.join('.')}${HELO_SUFFIX}`;
+}
+
+/** The binding an EHLO name of gatewayHelo() names, or null for any other name. */
+export function bindingOfHelo(helo: string | undefined): string | null {
+  const name = (helo ?? '').toLowerCase();
+  if (!name.endsWith(HELO_SUFFIX)) return null;
+  const labels = name.slice(0, -HELO_SUFFIX.length).split('.');
+  if (!labels.every((label) => /^b(?:[0-9a-f]{2})+$/.test(label) && label.length <= LABEL_HEX + 1)) return null;
+  return Buffer.from(labels.map((label) => label.slice(1)).join(''), 'hex').toString('utf8');
+}
 
 export interface RelayGatewayOptions {
   view: BindingView;
@@ -29,47 +62,65 @@ export interface RelayGatewayOptions {
   onRelay?: (event: { binding: string; holder: string | null; ok: boolean; response: string }) => void;
 }
 
+/** Where an MTA delivers mail of one binding held elsewhere, and the EHLO name it must use there. */
+export interface GatewayEndpoint {
+  host: string;
+  port: number;
+  helo: string;
+}
+
 export class RelayGateway {
   private readonly options: RelayGatewayOptions;
-  private readonly servers = new Map<string, Promise<{ server: SMTPServer; port: number }>>();
+  private server: Promise<{ server: SMTPServer; port: number }> | null = null;
   private closed = false;
 
   constructor(options: RelayGatewayOptions) {
     this.options = options;
   }
 
-  /** The loopback host and port that relays to the holder of `binding` (started on first use). */
-  async endpoint(binding: string): Promise<{ host: string; port: number }> {
+  /** The loopback next hop for mail of `binding` (the server starts on first use). */
+  async endpoint(binding: string): Promise<GatewayEndpoint> {
     if (this.closed) throw new Error('relay gateway is closed');
-    let entry = this.servers.get(binding);
-    if (!entry) {
-      entry = this.listen(binding);
-      this.servers.set(binding, entry);
-      entry.catch(() => this.servers.delete(binding));
+    const helo = gatewayHelo(binding);
+    if (!this.server) {
+      const starting = this.listen();
+      this.server = starting;
+      starting.catch(() => {
+        if (this.server === starting) this.server = null;
+      });
     }
-    const { port } = await entry;
-    return { host: this.options.host ?? '127.0.0.1', port };
+    const { port } = await this.server;
+    return { host: this.options.host ?? '127.0.0.1', port, helo };
   }
 
-  /** Closes every gateway server and the relay client. */
+  /** Closes the gateway server and the relay client. */
   async close(): Promise<void> {
     this.closed = true;
     this.options.client.close();
-    const entries = [...this.servers.values()];
-    this.servers.clear();
-    await Promise.allSettled(entries.map(async (entry) => new Promise<void>((resolve) => void entry.then(({ server }) => server.close(() => resolve()), () => resolve()))));
+    const entry = this.server;
+    this.server = null;
+    if (entry) await new Promise<void>((resolve) => void entry.then(({ server }) => server.close(() => resolve()), () => resolve()));
   }
 
-  private listen(binding: string): Promise<{ server: SMTPServer; port: number }> {
+  private listen(): Promise<{ server: SMTPServer; port: number }> {
     const server = new SMTPServer({
       disableReverseLookup: true,
       authOptional: true,
       disabledCommands: ['AUTH', 'STARTTLS'],
       hideSTARTTLS: true,
       logger: false,
-      banner: `mta-vip relay gateway for binding ${binding}`,
+      banner: 'mta-vip relay gateway',
       size: 100 * 1024 * 1024,
+      onMailFrom: (_address, session, callback) => {
+        // Refused before any data: an MTA that does not name the binding in its EHLO
+        // (a misconfiguration) gets a temporary error and keeps the message.
+        if (bindingOfHelo(session.hostNameAppearsAs) === null) {
+          return callback(smtpError(451, `4.7.0 EHLO ${session.hostNameAppearsAs || '(none)'} names no binding; the gateway relays for the binding the EHLO name gives (${gatewayHelo('example')} for binding "example")`));
+        }
+        callback();
+      },
       onData: (stream, session, callback) => {
+        const binding = bindingOfHelo(session.hostNameAppearsAs) as string;
         this.relay(binding, stream, session).then(
           (response) => callback(null, response),
           (error: Error) => callback(error),
@@ -79,7 +130,8 @@ export class RelayGateway {
     server.on('error', (error: Error) => this.options.onError?.(error));
     return new Promise((resolve, reject) => {
       server.server.once('error', reject);
-      server.listen(0, this.options.host ?? '127.0.0.1', () => {
+      // exclusive: this process's own port, never one shared by a cluster master with other workers.
+      server.server.listen({ port: 0, host: this.options.host ?? '127.0.0.1', exclusive: true }, () => {
         server.server.off('error', reject);
         const address = server.server.address();
         resolve({ server, port: address && typeof address === 'object' ? address.port : 0 });

@@ -165,12 +165,13 @@ function initSender(app: ZoneMtaApp, options: ZoneMtaPluginOptions, view: Bindin
       return;
     }
     // Held elsewhere: the next hop is the loopback gateway that relays to the holder.
-    const { host, port } = await gateway.endpoint(name);
+    const { host, port, helo } = await gateway.endpoint(name);
     delivery.mtaVipVia = 'relay';
     delivery.mx = [{ priority: 0, exchange: host, A: [host], AAAA: [] }];
     delivery.mxPort = port;
     delivery.skipSTS = true;
-    delivery.zoneAddress = { address: host, name: hostnameOf(options, name) };
+    // The EHLO name carries the binding to the gateway, which relays for that binding only.
+    delivery.zoneAddress = { address: host, name: helo };
     delivery.zoneAddressIPv4 = delivery.zoneAddress;
     delete delivery.zoneAddressIPv6;
     app.logger.info(`mta-vip/sender/${process.pid}`, 'id=%s.%s binding %s is held by %s: relaying through %s:%s', delivery.id, delivery.seq, name, info.holder, host, port);

@@ -72,3 +72,16 @@ test('findMessageId reads the header block only, unfolding continuation lines', 
   assert.equal(findMessageId(Buffer.from('Subject: a\r\nMessage-ID:\r\n <x@y>\r\n\r\nMessage-ID: <body@y>\r\n')), '<x@y>');
   assert.equal(findMessageId(Buffer.from('Subject: a\r\n\r\nMessage-ID: <body@y>\r\n')), undefined);
 });
+
+test('the relay gateway EHLO name carries the binding, and only names of that form are taken', async () => {
+  const { gatewayHelo, bindingOfHelo } = await import('../../lib/plugins/relay-gateway');
+  for (const name of ['acme', 'Beta Corp', 'ünïcode', 'x'.repeat(93)]) {
+    const helo = gatewayHelo(name);
+    assert.ok(helo.split('.').every((label) => label.length <= 63), helo);
+    assert.equal(bindingOfHelo(helo), name);
+    assert.equal(bindingOfHelo(helo.toUpperCase()), name, 'EHLO names are case-insensitive');
+  }
+  assert.throws(() => gatewayHelo(''), RangeError);
+  assert.throws(() => gatewayHelo('x'.repeat(94)), /at most|1 to 93/);
+  for (const other of ['acme.mail.test', 'mta-vip-gateway.invalid', 'bzz.mta-vip-gateway.invalid', '', undefined]) assert.equal(bindingOfHelo(other), null, String(other));
+});
