@@ -457,6 +457,26 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     this.sniffers.clear();
   }
 
+  /**
+   * Says whether this node can serve `ip` now, for readiness that only the
+   * application knows: e.g. an MTA whose own (wildcard) listener for the VIP's
+   * port is not up yet must not be given the VIP, or clients get connection
+   * refused. While not ready the VIP is elected elsewhere (and released here);
+   * peers learn it from the next heartbeat. Ready again clears only this mark.
+   */
+  setReady(ip: string, ready: boolean, detail = 'the application is not ready to serve it'): void {
+    const canonical = canonicalIp(ip);
+    if (!canonical || !this.slots.has(canonical)) throw new TypeError(`setReady: ${ip} is not a failover VIP of this node`);
+    if (this.closing) return;
+    const changed = ready ? this.health.clear(canonical, 'not-ready') : this.health.problem(canonical, '')?.reason !== 'not-ready';
+    if (!ready && changed) this.health.fail(canonical, 'not-ready', detail, Infinity);
+    if (!changed) return;
+    this.count(ready ? 'ready_total' : 'not_ready_total');
+    if (!ready) this.emit('unhealthy', { ip: canonical, reason: 'not-ready', detail });
+    this.publish();
+    this.requestReconcile();
+  }
+
   /** Why `ip` has its owner (rule, and why each other participant was not chosen). */
   explain(ip: string): Explanation | null {
     return explain(this.view(), ip, this.electOptions());

@@ -1,6 +1,6 @@
 /**
  * The optional admin HTTP endpoint: `GET /status` (JSON), `GET /metrics`
- * (Prometheus), `GET /explain?ip=…`, `POST /move` ({ ip, node }). It listens on
+ * (Prometheus), `GET /explain?ip=…`, `POST /move` ({ ip, node }; node null clears the move). It listens on
  * 127.0.0.1 by default: moving VIPs is an operator's act, not a network
  * service. With `token`, every request needs `Authorization: Bearer <token>`.
  */
@@ -84,7 +84,9 @@ async function handle(cluster: VipCluster, options: AdminOptions, req: http.Inco
     } catch (error) {
       return send(res, 400, { error: `move needs a JSON body {"ip": "...", "node": "..."}: ${(error as Error).message}` });
     }
-    if (typeof body.ip !== 'string' || typeof body.node !== 'string') return send(res, 400, { error: 'move needs {"ip": "<vip>", "node": "<node name>"}' });
+    if (typeof body.ip !== 'string' || (typeof body.node !== 'string' && body.node !== null)) {
+      return send(res, 400, { error: 'move needs {"ip": "<vip>", "node": "<node name>"}, or "node": null to clear a move' });
+    }
     try {
       return send(res, 202, cluster.move(body.ip, body.node));
     } catch (error) {

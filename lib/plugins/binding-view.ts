@@ -83,3 +83,20 @@ export function normalizeIp(ip: string): string {
   const lower = ip.toLowerCase();
   return lower.startsWith('::ffff:') && lower.includes('.') ? lower.slice(7) : lower;
 }
+
+/**
+ * The binding once it has a holder and is not BROKEN (asking the view every
+ * 50 ms for up to waitMs), else undefined. A binding between holders (its old
+ * holder draining, the new one acquiring) has none for a moment; an MTA that
+ * deferred then would retry only on its own schedule (Haraka's first retry is
+ * 64 s later, ZoneMTA's 5 min), so hooks wait this moment out instead.
+ */
+export async function waitForHolder(view: BindingView, name: string, waitMs: number): Promise<BindingInfo | undefined> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const info = view.binding(name);
+    if (info && info.holder && info.state !== 'broken' && (info.state === 'owned' || !info.local)) return info;
+    if (Date.now() >= deadline) return undefined;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

@@ -10,9 +10,9 @@
  * - The cluster runs in `init_master`: the master process under `nodes=N`, or
  *   the only process with `nodes=0`. Workers see it through the shared state file.
  * - Listeners: Haraka listens on the wildcard address (`listen=0.0.0.0:25`);
- *   `hook_connect` refuses (421) clients whose `connection.local.ip` is a
+ *   the connect hook (registered first, priority -100) refuses (421) clients whose `connection.local.ip` is a
  *   listener VIP this node does not serve (released or being released).
- * - Outbound: `hook_get_mx` picks the binding by name (the transaction note
+ * - Outbound: the get_mx hook (also first) picks the binding by name (the transaction note
  *   `mta_vip.binding`, else the sender domain map, else `defaultBinding`) and,
  *   when the binding is held here, returns MX entries with `bind` (its IP) and
  *   `bind_helo`. When another node holds it, the MX is a loopback gateway that
@@ -26,7 +26,7 @@ import { promises as dns } from 'node:dns';
 import { Readable } from 'node:stream';
 import type { RelayedMessage } from '../mta/types';
 import type { BindingView } from './binding-view';
-import { normalizeIp } from './binding-view';
+import { normalizeIp, waitForHolder } from './binding-view';
 import {
   createRelayGateway,
   hostnameOf,
@@ -47,6 +47,8 @@ export interface HarakaPluginOptions extends MtaVipPluginOptions {
   defaultBinding?: string;
   /** Send everything through this next hop ('smtp://host:port') instead of the recipient domain's MX. */
   nextHop?: string;
+  /** How long get_mx waits for a binding without a holder (mid-failover) before deferring; default 5,000 ms. */
+  holderWaitMs?: number;
 }
 
 /** The parts of Haraka's plugin object used here. */
@@ -55,6 +57,7 @@ interface HarakaPlugin {
   loginfo(message: string): void;
   logerror(message: string): void;
   haraka_require(name: string): any;
+  register_hook(hook: string, method: string, priority?: number): void;
 }
 
 interface Next {
@@ -93,6 +96,11 @@ function view(): BindingView {
 export function register(this: HarakaPlugin): void {
   const raw = this.config.get('mta_vip.json', 'json');
   settings = resolvePluginOptions('Haraka', raw) as { options: HarakaPluginOptions; resolved: ResolvedConfig };
+  // First in their hooks, whatever config/plugins lists before: in Haraka a plugin
+  // answering OK ends the hook, and the relay plugin's connect hook answers OK to
+  // every allowed client, so a gate run after it would never refuse anyone.
+  this.register_hook('connect', 'mta_vip_connect', -100);
+  this.register_hook('get_mx', 'mta_vip_get_mx', -100);
   this.loginfo(`mta-vip: node ${settings.resolved.node}, cluster ${settings.resolved.cluster.id}`);
 }
 
@@ -115,7 +123,7 @@ export function hook_init_master(this: HarakaPlugin, next: Next): void {
 }
 
 /** Refuses clients arriving on a listener VIP this node does not serve now. */
-export function hook_connect(this: HarakaPlugin, next: Next, connection: { local: { ip?: string } }): void {
+export function mta_vip_connect(this: HarakaPlugin, next: Next, connection: { local: { ip?: string } }): void {
   const ip = normalizeIp(connection.local.ip ?? '');
   const state = view().listenerState(ip);
   if (state === 'unmanaged' || state === 'serving') return next();
@@ -133,14 +141,26 @@ export function bindingFor(options: HarakaPluginOptions, todo: { notes?: unknown
 }
 
 /** MX entries that leave from the binding's IP when it is held here, else through the relay gateway. */
-export function hook_get_mx(this: HarakaPlugin, next: Next, hmail: { todo: { notes?: unknown; mail_from?: { host?: string } } }, domain: string): void {
+export function mta_vip_get_mx(this: HarakaPlugin, next: Next, hmail: { todo: { notes?: unknown; mail_from?: { host?: string } } }, domain: string): void {
   if (!settings) return next();
   const options = settings.options;
   const name = bindingFor(options, hmail.todo);
   if (!name) return next();
   const c = constants();
-  const info = view().binding(name);
-  if (!info || !info.holder || info.state === 'broken') return next(c.denysoft, `binding ${name} has no holder now`);
+  const plugin = this;
+  // A binding between holders has none for a moment: wait for it rather than
+  // defer, since Haraka's first retry would come only 64 s later.
+  waitForHolder(view(), name, options.holderWaitMs ?? 5000).then(
+    (info) => {
+      if (!info) return next(c.denysoft, `binding ${name} is unknown or has no holder now; deferring`);
+      mxFor.call(plugin, next, options, name, info, domain);
+    },
+    (error: Error) => next(c.denysoft, `binding ${name}: ${error.message}`),
+  );
+}
+
+function mxFor(this: HarakaPlugin, next: Next, options: HarakaPluginOptions, name: string, info: NonNullable<ReturnType<BindingView['binding']>>, domain: string): void {
+  const c = constants();
   const helo = hostnameOf(options, name);
   if (info.local && info.state === 'owned') {
     nextHops(options, domain).then(
@@ -149,6 +169,7 @@ export function hook_get_mx(this: HarakaPlugin, next: Next, hmail: { todo: { not
     );
     return;
   }
+  if (!settings) return next(c.denysoft, 'mta-vip: no configuration');
   const plugin = this;
   gateway ??= createRelayGateway(options, settings.resolved, view(), (level, message) => (level === 'info' ? plugin.loginfo(`mta-vip: ${message}`) : plugin.logerror(`mta-vip: ${message}`)));
   gateway.endpoint(name).then(

@@ -13,6 +13,9 @@ import { DEFAULT_PLUGIN_DRAIN_MS, ListenerGate } from './listener-gate';
 import { RelayGateway } from './relay-gateway';
 import { defaultStateFile, SharedStateReader, SharedStateWriter } from './shared-state';
 import { closeClusterOnSignal } from './close-on-signal';
+import { followListenerReadiness } from './listener-readiness';
+import { createAdminServer, type AdminOptions } from '../ops/admin';
+import type { Server } from 'node:http';
 
 /** The plugin options both MTAs share (ZoneMTA: under `plugins[...]`; Haraka: config/mta_vip.json). */
 export interface MtaVipPluginOptions {
@@ -31,6 +34,12 @@ export interface MtaVipPluginOptions {
   drainMs?: number;
   /** EHLO name per binding; default the host name. */
   hostnames?: Record<string, string>;
+  /**
+   * The admin HTTP endpoint (GET /status, /metrics, /explain; POST /move), run
+   * in the cluster's process: { host (default 127.0.0.1), port (default 7980), token }.
+   * Off unless given.
+   */
+  admin?: AdminOptions;
 }
 
 /** A plugin configuration mistake; the message says what to write instead. */
@@ -50,6 +59,14 @@ export function resolvePluginOptions(mta: string, value: unknown): { options: Mt
     throw new PluginConfigError(mta, '"cluster" is missing: put this node\'s mta-vip config (node, cluster: { id, secret, bind, peers }, listeners, bindings, vips) under it');
   }
   if (options.drainMs !== undefined && !(Number.isFinite(options.drainMs) && options.drainMs >= 0)) throw new PluginConfigError(mta, '"drainMs" must be a number of milliseconds >= 0');
+  if (options.admin !== undefined) {
+    const admin = options.admin as unknown;
+    if (!admin || typeof admin !== 'object') throw new PluginConfigError(mta, '"admin" must be an object like { "port": 7980 } (host defaults to 127.0.0.1; "token" to require a bearer token)');
+    const { port, host, token } = admin as AdminOptions;
+    if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new PluginConfigError(mta, '"admin.port" must be a TCP port number (0 to 65535)');
+    if (host !== undefined && typeof host !== 'string') throw new PluginConfigError(mta, '"admin.host" must be an address string such as "127.0.0.1"');
+    if (token !== undefined && (typeof token !== 'string' || token.length < 16)) throw new PluginConfigError(mta, '"admin.token" must be a string of at least 16 characters');
+  }
   const resolved = resolveConfig(options.cluster, { hostname: options.runtime?.hostname ?? os.hostname(), interfaces: net.interfaces() });
   return { options, resolved };
 }
@@ -103,7 +120,15 @@ export async function startClusterProcess(
   // The signal waits for the drains (plus time to say goodbye), never cutting them short.
   const drainMs = options.drainMs ?? DEFAULT_PLUGIN_DRAIN_MS;
   const restoreSignals = closeClusterOnSignal(cluster, { timeoutMs: Math.max(drainMs, options.runtime?.sessionDrainMs ?? 30_000) + 5000, log: (message) => log('info', message) });
+  // No listener VIP before the MTA itself listens for it (and none after it stopped).
+  const stopReadiness = followListenerReadiness(cluster, resolved, log);
   await cluster.start();
+  let admin: Server | null = null;
+  if (options.admin) {
+    admin = await createAdminServer(cluster, options.admin);
+    const address = admin.address();
+    log('info', `admin endpoint on ${address && typeof address === 'object' ? `${address.address}:${address.port}` : String(address)}`);
+  }
   log('info', `cluster ${resolved.cluster.id} started as node ${cluster.node} on ${resolved.cluster.bind}; state shared in ${writer.file}`);
   return {
     cluster,
@@ -111,6 +136,8 @@ export async function startClusterProcess(
     writer,
     async close() {
       restoreSignals();
+      stopReadiness();
+      admin?.close();
       await cluster.close();
       writer.close();
     },

@@ -26,7 +26,7 @@
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { findMessageId } from '../mta/bindings';
 import type { RelayClient } from '../mta/relay-client';
-import type { BindingView } from './binding-view';
+import { waitForHolder, type BindingView } from './binding-view';
 
 const HELO_SUFFIX = '.mta-vip-gateway.invalid';
 const LABEL_HEX = 62;
@@ -60,7 +60,11 @@ export interface RelayGatewayOptions {
   onError?: (error: Error) => void;
   /** Called after each relay attempt, for the MTA's log. */
   onRelay?: (event: { binding: string; holder: string | null; ok: boolean; response: string }) => void;
+  /** How long a message waits for a holder and is retried before the MTA gets 451; default 10,000 ms. */
+  retryMs?: number;
 }
+
+const DEFAULT_RETRY_MS = 10_000;
 
 /** Where an MTA delivers mail of one binding held elsewhere, and the EHLO name it must use there. */
 export interface GatewayEndpoint {
@@ -139,33 +143,42 @@ export class RelayGateway {
     });
   }
 
+  /**
+   * Relays to the binding's holder. A binding between holders, or a holder
+   * that just died or is draining, is waited out and tried again (up to
+   * retryMs): answering 451 would make the MTA retry only on its own schedule
+   * (Haraka 64 s, ZoneMTA 5 min). A retry after a relay that failed late is
+   * safe: the holder de-duplicates by Message-ID and envelope.
+   */
   private async relay(binding: string, stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     const chunks: Buffer[] = [];
     for await (const chunk of stream) chunks.push(chunk as Buffer);
     const raw = Buffer.concat(chunks);
-    const info = this.options.view.binding(binding);
-    const holder = info?.holder ?? null;
-    const peer = holder ? this.options.view.clusterAddress(holder) : undefined;
-    if (!info || !holder || !peer) {
-      const text = `4.4.0 Binding ${binding} has no reachable holder right now (holder ${holder ?? 'nobody'}), try again later`;
-      this.options.onRelay?.({ binding, holder, ok: false, response: text });
-      throw smtpError(451, text);
-    }
     const mailFrom = session.envelope.mailFrom;
-    try {
-      const { response } = await this.options.client.relay(
-        { node: holder, ...peer },
-        binding,
-        { envelope: { from: mailFrom ? mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address) }, raw, messageId: findMessageId(raw) },
-      );
-      this.options.onRelay?.({ binding, holder, ok: true, response });
-      return `2.0.0 Relayed to ${holder}: ${response.replace(/^250[ -]/, '')}`;
-    } catch (error) {
-      const e = error as { responseCode?: number; response?: string; message?: string };
-      const code = typeof e.responseCode === 'number' && e.responseCode >= 500 ? e.responseCode : 451;
-      const text = (e.response ?? e.message ?? String(error)).replace(/[\r\n]+/g, ' ');
-      this.options.onRelay?.({ binding, holder, ok: false, response: text });
-      throw smtpError(code, `${code >= 500 ? '5.0.0' : '4.4.1'} Relay of binding ${binding} to ${holder} failed: ${text}`);
+    const message = { envelope: { from: mailFrom ? mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address) }, raw, messageId: findMessageId(raw) };
+    const deadline = Date.now() + (this.options.retryMs ?? DEFAULT_RETRY_MS);
+    for (let attempt = 1; ; attempt++) {
+      const info = await waitForHolder(this.options.view, binding, Math.max(0, deadline - Date.now()));
+      const holder = info?.holder ?? null;
+      const peer = holder ? this.options.view.clusterAddress(holder) : undefined;
+      if (!info || !holder || !peer) {
+        const text = `4.4.0 Binding ${binding} has no reachable holder right now (holder ${holder ?? 'nobody'}), try again later`;
+        this.options.onRelay?.({ binding, holder, ok: false, response: text });
+        throw smtpError(451, text);
+      }
+      try {
+        const { response } = await this.options.client.relay({ node: holder, ...peer }, binding, message);
+        this.options.onRelay?.({ binding, holder, ok: true, response: attempt > 1 ? `${response} (attempt ${attempt})` : response });
+        return `2.0.0 Relayed to ${holder}: ${response.replace(/^250[ -]/, '')}`;
+      } catch (error) {
+        const e = error as { responseCode?: number; response?: string; message?: string };
+        const permanent = typeof e.responseCode === 'number' && e.responseCode >= 500;
+        const text = (e.response ?? e.message ?? String(error)).replace(/[\r\n]+/g, ' ');
+        this.options.onRelay?.({ binding, holder, ok: false, response: text });
+        if (permanent) throw smtpError(e.responseCode as number, `5.0.0 Relay of binding ${binding} to ${holder} failed: ${text}`);
+        if (Date.now() >= deadline) throw smtpError(451, `4.4.1 Relay of binding ${binding} to ${holder} failed: ${text}`);
+        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * attempt, 500)));
+      }
     }
   }
 }

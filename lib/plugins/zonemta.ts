@@ -26,7 +26,7 @@
  */
 import type { RelayedMessage } from '../mta/types';
 import type { BindingView } from './binding-view';
-import { normalizeIp } from './binding-view';
+import { normalizeIp, waitForHolder } from './binding-view';
 import {
   createRelayGateway,
   hostnameOf,
@@ -190,17 +190,6 @@ function initSender(app: ZoneMtaApp, options: ZoneMtaPluginOptions, view: Bindin
     }
     connectOptions.localAddress = info.address;
   });
-}
-
-/** The binding, once it has a holder (polling the view for up to waitMs), else undefined. */
-async function waitForHolder(view: BindingView, name: string, waitMs: number): Promise<ReturnType<BindingView['binding']>> {
-  const deadline = Date.now() + waitMs;
-  for (;;) {
-    const info = view.binding(name);
-    if (info && info.holder && info.state !== 'broken') return info;
-    if (Date.now() >= deadline) return undefined;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 /** Main process: a message another node relayed for a binding held here goes into ZoneMTA's queue, in the binding's zone. */

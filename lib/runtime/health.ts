@@ -3,7 +3,7 @@
  * heartbeats and elect someone else: a node that cannot bind a listener or
  * whose link is down must not keep, or be given, a VIP it would black-hole.
  */
-export type UnhealthyReason = 'link-down' | 'listen-failed' | 'address-failed' | 'announce-failed' | 'shutdown';
+export type UnhealthyReason = 'link-down' | 'listen-failed' | 'address-failed' | 'announce-failed' | 'not-ready' | 'shutdown';
 
 export interface HealthProblem {
   reason: UnhealthyReason;
@@ -19,6 +19,13 @@ export class HealthBook {
   /** Marks `ip` unhealthy until `retryAt` (a listen or address failure). */
   fail(ip: string, reason: UnhealthyReason, detail: string, retryAt: number): void {
     this.perVip.set(ip, { reason, detail, retryAt });
+  }
+
+  /** Forgets `ip`'s problem if it is of `reason`; true when it did. */
+  clear(ip: string, reason: UnhealthyReason): boolean {
+    if (this.perVip.get(ip)?.reason !== reason) return false;
+    this.perVip.delete(ip);
+    return true;
   }
 
   /** Link state from the addon's watch events; true when it changed. */

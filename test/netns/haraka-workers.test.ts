@@ -6,12 +6,20 @@
 // for different bindings could be one port, handed out round robin: mail for
 // one binding then left from another binding's IP. Every message must reach
 // the sink from its own binding's IP, whatever worker queued it.
+//
+// Then mail flows while the bindings and the listener move every way they can:
+// a planned move of a binding there and back (admin endpoint), SIGKILL of the
+// listener's holder and its return (failback), SIGTERM of the other node and
+// its return. Counted: accepted, delivered, duplicated, wrong IP, stranded
+// (> 60 s from acceptance to the sink), silent client sessions (no banner, no
+// reply, no reset) and sessions cut after their banner by a release.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Lab, labSkipReason, type LabProcess, vip4, waitFor } from './harness';
+import { flowMessages, moveVia, runFlow } from './lib/mail-flow';
 import { HARAKA_PLUGIN, makeHarakaDir, MtaProcesses, mtaSkipReason, outputMatches, swaks, waitHolders, type Received } from './lib/mta-servers';
 
 const NODES = ['hw1', 'hw2'] as const;
@@ -20,6 +28,8 @@ const BINDINGS = { acme: vip4(41), beta: vip4(42), gamma: vip4(43), delta: vip4(
 const PREFERRED: Record<keyof typeof BINDINGS, string> = { acme: 'hw1', beta: 'hw2', gamma: 'hw2', delta: 'hw2' };
 const SECRET = 'haraka workers test secret';
 const PER_BINDING = 30;
+const ADMIN_PORT = 7990;
+const HARAKA = path.join(__dirname, '..', '..', '..', 'node_modules', 'Haraka', 'bin', 'haraka');
 
 describe('Haraka with two workers and bindings held by the other node', { skip: labSkipReason() ?? mtaSkipReason('haraka') }, () => {
   let lab: Lab;
@@ -33,6 +43,7 @@ describe('Haraka with two workers and bindings held by the other node', { skip: 
       stateFile: path.join(dir, `state-${node}.json`),
       senders: Object.fromEntries(Object.keys(BINDINGS).map((b) => [`${b}.test`, b])),
       hostnames: Object.fromEntries(Object.keys(BINDINGS).map((b) => [b, `${b}.mail.test`])),
+      admin: { port: ADMIN_PORT },
       nextHop: `smtp://${lab.host('sink').ipv4}:2525`,
       cluster: {
         node,
@@ -61,15 +72,23 @@ describe('Haraka with two workers and bindings held by the other node', { skip: 
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mta-vip-haraka-workers-'));
     processes = new MtaProcesses(lab);
     sink = await processes.sink('sink');
-    for (const node of NODES) {
-      const home = path.join(dir, node);
-      makeHarakaDir(home, files(node));
-      mta.set(node, lab.spawnNode(node, path.join(__dirname, '..', '..', '..', 'node_modules', 'Haraka', 'bin', 'haraka'), ['-c', home]));
-    }
-    await Promise.all([...mta].map(([node, p]) => outputMatches(p, /mta-vip: cluster haraka-workers started/, 30_000, `Haraka on ${node} started the cluster`)));
-    await waitHolders(lab, NODES, { [LISTENER]: 'hw1', ...Object.fromEntries(Object.entries(BINDINGS).map(([b, ip]) => [ip, PREFERRED[b as keyof typeof BINDINGS]])) }, 20_000);
-    await Promise.all([...mta].map(([node, p]) => waitFor(() => ((p.stdout + p.stderr).match(/worker \d+ listening/g) ?? []).length >= 2 || null, { timeoutMs: 30_000, what: `both of ${node}'s workers listening` })));
+    for (const node of NODES) makeHarakaDir(path.join(dir, node), files(node));
+    await Promise.all(NODES.map((node) => startHaraka(node)));
+    await waitHolders(lab, NODES, HOME, 20_000);
   });
+
+  const HOME: Record<string, string> = { [LISTENER]: 'hw1', ...Object.fromEntries(Object.entries(BINDINGS).map(([b, ip]) => [ip, PREFERRED[b as keyof typeof BINDINGS]])) };
+
+  /** Starts (or restarts) Haraka on `node` and waits for its cluster and both workers. */
+  async function startHaraka(node: string): Promise<LabProcess> {
+    const p = lab.spawnNode(node, HARAKA, ['-c', path.join(dir, node)]);
+    const before = mta.get(node);
+    if (before) mta.set(`${node} (pid ${before.child.pid})`, before); // its output, for the post-mortem
+    mta.set(node, p);
+    await outputMatches(p, /mta-vip: cluster haraka-workers started/, 30_000, `Haraka on ${node} started the cluster`);
+    await waitFor(() => ((p.stdout + p.stderr).match(/worker \d+ listening/g) ?? []).length >= 2 || null, { timeoutMs: 30_000, what: `both of ${node}'s workers listening` });
+    return p;
+  }
 
   after(async () => {
     await Promise.all([...mta.values()].map((p) => p.stop(5000)));
@@ -105,5 +124,45 @@ describe('Haraka with two workers and bindings held by the other node', { skip: 
     // The relayed bindings did go through the gateways (else the test proved nothing about them).
     const hw1 = mta.get('hw1') as LabProcess;
     for (const binding of ['beta', 'gamma', 'delta']) assert.match(hw1.stdout + hw1.stderr, new RegExp(`binding ${binding} is held by hw2: relaying through 127\\.0\\.0\\.1`));
+  });
+
+  test('mail flows while a binding moves there and back, the listener holder is SIGKILLed and the other node SIGTERMed: every message once, from its IP, no session left silent', async () => {
+    const { outgoing, bindingOf } = flowMessages(400, BINDINGS, LISTENER, 2525, "haraka");
+    // Each fault comes after the cluster is back home and has taken 10 messages more.
+    const counts = await runFlow(lab, sink, mta, outgoing, bindingOf, BINDINGS, async ({ more, killed }) => {
+      // A planned move of beta to hw1 and back, with mail for it in flight.
+      await more(10);
+      await moveVia(lab, 'hw2', ADMIN_PORT, BINDINGS.beta, 'hw1');
+      await waitHolders(lab, NODES, { ...HOME, [BINDINGS.beta]: 'hw1' }, 15_000);
+      await more(10);
+      await moveVia(lab, 'hw2', ADMIN_PORT, BINDINGS.beta, null);
+      await moveVia(lab, 'hw1', ADMIN_PORT, BINDINGS.beta, null);
+      await waitHolders(lab, NODES, HOME, 15_000);
+      // SIGKILL of the listener's and acme's holder; it comes back and takes them back.
+      await more(10);
+      await killed(async () => {
+        (mta.get('hw1') as LabProcess).kill('SIGKILL');
+        await waitHolders(lab, NODES, { [LISTENER]: 'hw2', [BINDINGS.acme]: 'hw2' }, 10_000);
+      });
+      await more(10);
+      await processes.sweep(['hw1']);
+      await startHaraka('hw1');
+      await waitHolders(lab, NODES, HOME, 20_000);
+      // SIGTERM of the other node (three bindings), then its return.
+      await more(10);
+      const hw2 = mta.get('hw2') as LabProcess;
+      hw2.kill('SIGTERM');
+      await hw2.exited;
+      await waitHolders(lab, NODES, { [BINDINGS.beta]: 'hw1', [BINDINGS.gamma]: 'hw1', [BINDINGS.delta]: 'hw1' }, 10_000);
+      await more(10);
+      await processes.sweep(['hw2']);
+      await startHaraka('hw2');
+      await waitHolders(lab, NODES, HOME, 20_000);
+    });
+    assert.deepEqual(
+      { accepted: counts.accepted, delivered: counts.delivered, duplicated: counts.duplicated, wrongIp: counts.wrongIp, stranded: counts.stranded, silent: counts.silent, cut: counts.cut },
+      { accepted: 400, delivered: 400, duplicated: 0, wrongIp: 0, stranded: 0, silent: 0, cut: 0 },
+      counts.report,
+    );
   });
 });

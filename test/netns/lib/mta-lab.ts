@@ -106,6 +106,7 @@ export interface OutgoingMessage {
   server: string | string[];
   port: number;
   to: string;
+  from?: string;
   tool: 'nodemailer' | 'swaks';
 }
 

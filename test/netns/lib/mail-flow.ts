@@ -1,0 +1,147 @@
+/**
+ * Mail flowing through an MTA cluster while a test moves VIPs, and the counts
+ * that say whether anything went wrong: the client fixture (a queueing client
+ * that retries until it gets 250) sends every message to the listener VIP,
+ * the sink reports what arrived from which IP, and the counts compare the two.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fixturePath, type Lab, type LabProcess } from '../harness';
+import { MailClient, type ClientAttempt, type OutgoingMessage } from './mta-lab';
+import type { Received } from './mta-servers';
+import { waitFor } from './wait';
+
+export interface FlowCounts {
+  accepted: number;
+  delivered: number;
+  duplicated: number;
+  wrongIp: number;
+  /** Accepted but at the sink more than 60 s later, or never. */
+  stranded: number;
+  /** Attempts that ended in the client's own timeout: no banner, no reply, no reset. */
+  silent: number;
+  /** Sessions cut after their banner, outside the moments a process was killed. */
+  cut: number;
+  refused421: number;
+  resetBeforeBanner: number;
+  /** Everything above plus the failed attempts, for an assertion message. */
+  report: string;
+}
+
+/** `total` messages, their binding chosen round robin by sender domain (`<binding>.test`). */
+export function flowMessages<B extends string>(total: number, bindings: Record<B, string>, server: string, port: number, tag: string): { outgoing: OutgoingMessage[]; bindingOf: Map<string, B> } {
+  const names = Object.keys(bindings) as B[];
+  const bindingOf = new Map<string, B>();
+  const outgoing = Array.from({ length: total }, (_, i) => {
+    const binding = names[i % names.length] as B;
+    const id = `flow-${i}@${tag}.test`;
+    bindingOf.set(id, binding);
+    return { id, server, port, from: `user@${binding}.test`, to: `rcpt${i}@${binding}.test`, tool: 'nodemailer' as const };
+  });
+  return { outgoing, bindingOf };
+}
+
+/** POST /move through `node`'s admin endpoint (run inside its namespace). */
+export async function moveVia(lab: Lab, node: string, port: number, ip: string, to: string | null): Promise<void> {
+  const body = JSON.stringify({ ip, node: to });
+  const script = `fetch('http://127.0.0.1:${port}/move',{method:'POST',body:${JSON.stringify(body)}}).then(async r=>{const t=await r.text();if(r.status!==202){console.error(r.status,t);process.exit(1)}},e=>{console.error(e.message);process.exit(1)})`;
+  await lab.exec(node, [process.execPath, '-e', script]);
+}
+
+export interface FlowControl {
+  /** Resolves once `n` more messages have been accepted by the cluster (normal operation between faults). */
+  more(n: number): Promise<void>;
+  /** Runs a step that kills a process: sessions cut meanwhile (and 3 s after) are not counted as cut. */
+  killed(step: () => Promise<void>): Promise<void>;
+}
+
+/**
+ * Sends `outgoing` (4 at a time, retrying like a queueing client) while
+ * `script` moves things, waits for the sink to have every accepted message
+ * (up to 90 s after the last acceptance), and counts.
+ */
+export async function runFlow<B extends string>(
+  lab: Lab,
+  sink: LabProcess,
+  mtas: ReadonlyMap<string, LabProcess>,
+  outgoing: OutgoingMessage[],
+  bindingOf: ReadonlyMap<string, B>,
+  bindings: Record<B, string>,
+  script: (control: FlowControl) => Promise<void>,
+): Promise<FlowCounts> {
+  const clientProc = lab.spawnNode('client', fixturePath('mta-client'));
+  try {
+    await clientProc.nextMessage((m: { type?: string }) => m.type === 'ready', 10_000);
+    const client = new MailClient(clientProc);
+    const received: Array<Received & { at: number }> = [];
+    const take = (): void => {
+      for (const message of sink.messages.splice(0)) if ((message as Received).type === 'received') received.push(message as Received & { at: number });
+    };
+    const batch = `flow-${Date.now()}`;
+    const done = client.batch(batch, outgoing, { concurrency: 4, maxAttempts: 400, deadlineMs: 180_000 });
+    const killWindows: Array<[number, number]> = [];
+    await script({
+      more: async (more) => {
+        const n = client.acceptedCount(batch) + more;
+        await waitFor(() => client.acceptedCount(batch) >= n || null, { timeoutMs: 90_000, intervalMs: 50, what: `${n} messages accepted (have ${client.acceptedCount(batch)}); output:\n${[...mtas].map(([node, p]) => `--- ${node}\n${(p.stdout + p.stderr).slice(-2500)}`).join('\n')}` });
+      },
+      killed: async (step) => {
+        const from = Date.now();
+        await step();
+        killWindows.push([from, Date.now() + 3000]);
+      },
+    });
+    const results = await done;
+    const ids = new Set(outgoing.map((m) => m.id));
+    const ofFlow = (r: Received): string | null => {
+      const id = r.subject.replace(/^test /, '');
+      return ids.has(id) ? id : null;
+    };
+    const acceptedIds = new Set(results.filter((r) => r.ok).map((r) => r.id));
+    await waitFor(() => {
+      take();
+      return new Set(received.map(ofFlow).filter((id) => id && acceptedIds.has(id))).size >= acceptedIds.size || null;
+    }, { timeoutMs: 90_000, intervalMs: 200, what: 'every accepted message at the sink' }).catch(() => undefined);
+    take();
+
+    const byId = new Map<string, Array<Received & { at: number }>>();
+    for (const r of received) {
+      const id = ofFlow(r);
+      if (id) byId.set(id, [...(byId.get(id) ?? []), r]);
+    }
+    const attempts = client.attempts.filter((a) => a.batch === batch);
+    const acceptedAt = new Map(attempts.filter((a) => a.ok).map((a) => [a.id, a.at]));
+    const inKill = (a: ClientAttempt): boolean => killWindows.some(([from, to]) => a.at >= from && a.at <= to);
+    const wrong = [...byId].flatMap(([id, list]) => list.filter((r) => r.remoteAddress !== bindings[bindingOf.get(id) as B]).map((r) => `${id} (${bindingOf.get(id)}) from ${r.remoteAddress}`));
+    const failed = attempts.filter((a) => !a.ok);
+    const counts = {
+      accepted: acceptedIds.size,
+      delivered: [...byId.keys()].filter((id) => acceptedIds.has(id)).length,
+      duplicated: [...byId.values()].filter((list) => list.length > 1).length,
+      wrongIp: wrong.length,
+      stranded: [...acceptedAt].filter(([id, at]) => !byId.has(id) || (byId.get(id)?.[0]?.at ?? Infinity) - at > 60_000).length,
+      silent: failed.filter((a) => /ETIMEDOUT|ETIMEOUT|Greeting never received|timeout/i.test(a.response)).length,
+      cut: failed.filter((a) => a.kind === 'connection' && / after banner:/.test(a.response) && !inKill(a)).length,
+      refused421: failed.filter((a) => /^421/.test(a.response)).length,
+      resetBeforeBanner: failed.filter((a) => / before banner:/.test(a.response)).length,
+    };
+    const report = [
+      `counts ${JSON.stringify(counts)}`,
+      ...(wrong.length ? [`wrong IP:\n${wrong.slice(0, 20).join('\n')}`] : []),
+      `failed attempts (${failed.length}):\n${failed.slice(0, 40).map((a) => `${a.id}#${a.attempt} ${a.kind} ${a.response}`).join('\n')}`,
+      `undelivered: ${[...acceptedIds].filter((id) => !byId.has(id)).join(' ')}`,
+      `late: ${[...acceptedAt].filter(([id, at]) => byId.has(id) && (byId.get(id)?.[0]?.at ?? 0) - at > 60_000).map(([id, at]) => `${id} +${Math.round(((byId.get(id)?.[0]?.at ?? 0) - at) / 1000)}s`).join(' ')}`,
+      `duplicates: ${[...byId].filter(([, l]) => l.length > 1).map(([id]) => id).slice(0, 20).join(' ')}`,
+    ].join('\n');
+    process.stdout.write(`# mail flow ${JSON.stringify(counts)}\n`);
+    const undelivered = [...acceptedIds].filter((id) => !byId.has(id));
+    if (undelivered.length || counts.duplicated || counts.stranded) {
+      // For the post-mortem: every MTA's output, next to the report.
+      for (const [node, p] of mtas) fs.writeFileSync(path.join(os.tmpdir(), `mta-vip-flow-${node}.log`), p.stdout + p.stderr);
+    }
+    return { ...counts, report };
+  } finally {
+    await clientProc.stop().catch(() => undefined);
+  }
+}
