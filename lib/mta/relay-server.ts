@@ -13,7 +13,8 @@ import { SMTPServer, type SMTPServerDataStream, type SMTPServerOptions, type SMT
 import type { BindingTransports } from './bindings';
 import { findMessageId } from './bindings';
 import { BindingMovedError, BindingNotLocalError } from './errors';
-import { RelayDedupe, relayKey, type RelayDedupeOptions } from './dedupe';
+import { randomBytes } from 'node:crypto';
+import { RelayDedupe, relayKey, relayTraceLine, type RelayDedupeOptions } from './dedupe';
 import { checkRelayPassword, deriveRelayKey } from './relay-auth';
 import { takeBindingHeader } from './relay-header';
 import { SmtpListener } from './listener';
@@ -159,7 +160,9 @@ export class RelayServer extends EventEmitter<RelayServerEvents> implements VipS
     }
     if (verdict === 'in-flight') throw smtpError(451, '4.3.0 Same message is being delivered right now, try again shortly');
     try {
-      if (this.options.onRelay) await this.options.onRelay(message);
+      // Into an MTA's queue with a trace line of this hop (RFC 5321 4.4): its unique id
+      // is how a copy that goes on from here and comes back is told from a retry.
+      if (this.options.onRelay) await this.options.onRelay({ ...message, raw: Buffer.concat([Buffer.from(relayTraceLine(from, this.options.directory.node, randomBytes(12).toString('base64url')), 'latin1'), raw]) });
       else await this.options.transports!.sendLocal(binding, message);
     } catch (err) {
       this.dedupe.failed(key);

@@ -47,7 +47,7 @@ export interface HarakaPluginOptions extends MtaVipPluginOptions {
   defaultBinding?: string;
   /** Send everything through this next hop ('smtp://host:port') instead of the recipient domain's MX. */
   nextHop?: string;
-  /** How long get_mx waits for a binding without a holder (mid-failover) before deferring; default 5,000 ms. */
+  /** How long get_mx waits for a binding without a holder (mid-failover or a node still booting) before deferring; default 15,000 ms. */
   holderWaitMs?: number;
 }
 
@@ -150,7 +150,7 @@ export function mta_vip_get_mx(this: HarakaPlugin, next: Next, hmail: { todo: { 
   const plugin = this;
   // A binding between holders has none for a moment: wait for it rather than
   // defer, since Haraka's first retry would come only 64 s later.
-  waitForHolder(view(), name, options.holderWaitMs ?? 5000).then(
+  waitForHolder(view(), name, options.holderWaitMs ?? 15_000).then(
     (info) => {
       if (!info) return next(c.denysoft, `binding ${name} is unknown or has no holder now; deferring`);
       mxFor.call(plugin, next, options, name, info, domain);

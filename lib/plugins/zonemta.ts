@@ -46,7 +46,7 @@ export interface ZoneMtaPluginOptions extends MtaVipPluginOptions {
   enabled?: string | string[] | boolean;
   /** Sending zone -> binding name. A zone that is also a binding's name needs no entry. */
   zones?: Record<string, string>;
-  /** How long a sender waits for a binding without a holder (mid-failover) before deferring; default 5,000 ms. */
+  /** How long a sender waits for a binding without a holder (mid-failover) before deferring; default 15,000 ms (a deferral would wait for ZoneMTA's 5-minute retry). */
   holderWaitMs?: number;
 }
 
@@ -144,7 +144,7 @@ export function bindingOf(options: ZoneMtaPluginOptions, view: BindingView, deli
 }
 
 function initSender(app: ZoneMtaApp, options: ZoneMtaPluginOptions, view: BindingView, gateway: RelayGateway): void {
-  const holderWaitMs = options.holderWaitMs ?? 5000;
+  const holderWaitMs = options.holderWaitMs ?? 15_000;
 
   app.addHook('sender:fetch', async (delivery: Delivery) => {
     const name = bindingOf(options, view, delivery);

@@ -85,3 +85,20 @@ test('the relay gateway EHLO name carries the binding, and only names of that fo
   assert.throws(() => gatewayHelo('x'.repeat(94)), /at most|1 to 93/);
   for (const other of ['acme.mail.test', 'mta-vip-gateway.invalid', 'bzz.mta-vip-gateway.invalid', '', undefined]) assert.equal(bindingOfHelo(other), null, String(other));
 });
+
+test('a relay hop id tells a message that came back from a retry of the same queue entry', async () => {
+  const { lastRelayHop, relayTraceLine } = await import('../../lib/mta/dedupe');
+  const original = Buffer.from('Message-ID: <m1@x>\r\nSubject: s\r\n\r\nbody\r\n');
+  const envelope = { from: 'a@x', to: ['b@y'] };
+  const hop1 = Buffer.concat([Buffer.from(relayTraceLine('mz1', 'mz2', 'AAAAAAAAAAAAAAAA')), original]);
+  const hop3 = Buffer.concat([Buffer.from(relayTraceLine('mz1', 'mz2', 'BBBBBBBBBBBBBBBB')), Buffer.from(relayTraceLine('mz2', 'mz1', 'CCCCCCCCCCCCCCCC')), hop1]);
+  assert.equal(lastRelayHop(original), null);
+  assert.equal(lastRelayHop(hop1), 'AAAAAAAAAAAAAAAA');
+  assert.equal(lastRelayHop(hop3), 'BBBBBBBBBBBBBBBB', 'the newest hop is the topmost trace');
+  // A DKIM signature added on top at send time does not hide the hop.
+  assert.equal(lastRelayHop(Buffer.concat([Buffer.from('DKIM-Signature: v=1; t=1\r\n'), hop1])), 'AAAAAAAAAAAAAAAA');
+  const key = (raw: Buffer): string => relayKey('acme', { envelope, raw, messageId: '<m1@x>' });
+  assert.equal(key(hop1), key(Buffer.from(hop1)), 'a retry of the same entry is the same key');
+  assert.notEqual(key(hop1), key(hop3), 'a message back after another hop is a new key');
+  assert.equal(key(original), relayKey('acme', { envelope, raw: Buffer.from('other bytes'), messageId: '<m1@x>' }), 'without a hop the Message-ID decides, as before');
+});

@@ -76,24 +76,24 @@ async function runIn(cwd: string, argv: string[], timeoutMs: number): Promise<vo
 
 /** Processes the MTA tests start outside spawnNode (redis), and a last-resort sweep of a namespace. */
 export class MtaProcesses {
-  private readonly children = new Set<ChildProcess>();
+  private readonly children = new Map<ChildProcess, string>();
 
   constructor(private readonly lab: Lab) {}
 
   /** Debian's redis-server on 127.0.0.1:port inside the host, without persistence; resolves once it answers PING. */
-  async redis(host: string, port = 6379): Promise<void> {
-    const child = spawn('ip', ['netns', 'exec', this.lab.host(host).ns, 'redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    this.children.add(child);
+  async redis(host: string, port = 6379, bind = '127.0.0.1'): Promise<void> {
+    const child = spawn('ip', ['netns', 'exec', this.lab.host(host).ns, 'redis-server', '--port', String(port), '--bind', bind, '--protected-mode', 'no', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    this.children.set(child, host);
     child.once('exit', () => this.children.delete(child));
     await waitFor(
-      async () => (await this.lab.exec(host, ['redis-cli', '-p', String(port), 'ping'], { allowFailure: true })).stdout.includes('PONG'),
+      async () => (await this.lab.exec(host, ['redis-cli', '-h', bind, '-p', String(port), 'ping'], { allowFailure: true })).stdout.includes('PONG'),
       { timeoutMs: 10_000, intervalMs: 100, what: `redis on ${host}` },
     );
   }
 
   /** CongoDB on 127.0.0.1:port inside the host. */
-  async congo(host: string, module: string, port = 27017): Promise<LabProcess> {
-    const proc = this.lab.spawnNode(host, fixturePath('congodb'), [JSON.stringify({ module, port })]);
+  async congo(host: string, module: string, port = 27017, bind = '127.0.0.1'): Promise<LabProcess> {
+    const proc = this.lab.spawnNode(host, fixturePath('congodb'), [JSON.stringify({ module, port, host: bind })]);
     await proc.nextMessage((m: { type?: string }) => m.type === 'listening', 20_000);
     return proc;
   }
@@ -117,8 +117,12 @@ export class MtaProcesses {
         }
       }
     }
-    for (const child of this.children) child.kill('SIGKILL');
-    this.children.clear();
+    // Only the processes in those hosts: a node's sweep must not take the shared Redis with it.
+    for (const [child, host] of this.children) {
+      if (!hosts.includes(host)) continue;
+      child.kill('SIGKILL');
+      this.children.delete(child);
+    }
   }
 }
 

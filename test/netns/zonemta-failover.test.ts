@@ -1,0 +1,138 @@
+// ZoneMTA under failover, deployed the way that lets queued mail survive a
+// node: two ZoneMTA nodes sharing one MongoDB (CongoDB here) and one Redis on a
+// third host, each with its own queue instance id. Mail flows to the listener
+// VIP while a binding moves there and back (admin endpoint), the listener's
+// holder is SIGKILLed and comes back, and the other node is SIGTERMed and
+// comes back. Every accepted message must reach the sink once, from its own
+// binding's IP, within 60 s, and no client session may be left silent or cut
+// by a release.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Lab, labSkipReason, type LabProcess, vip4 } from './harness';
+import { flowMessages, moveVia, runFlow } from './lib/mail-flow';
+import { congoDbModule, MtaProcesses, mtaSkipReason, outputMatches, spawnZoneMta, waitHolders, ZONEMTA_PLUGIN } from './lib/mta-servers';
+
+const NODES = ['mz1', 'mz2'] as const;
+const LISTENER = vip4(50);
+const BINDINGS = { acme: vip4(51), beta: vip4(52) } as const;
+const HOME: Record<string, string> = { [LISTENER]: 'mz1', [BINDINGS.acme]: 'mz1', [BINDINGS.beta]: 'mz2' };
+const SECRET = 'zonemta failover test secret';
+const ADMIN_PORT = 7991;
+
+describe('ZoneMTA under failover, two nodes sharing MongoDB and Redis', { skip: labSkipReason() ?? mtaSkipReason('zonemta') }, () => {
+  let lab: Lab;
+  let dir: string;
+  let processes: MtaProcesses;
+  let sink: LabProcess;
+  const mta = new Map<string, LabProcess>();
+
+  function config(node: string): Record<string, unknown> {
+    const db = lab.host('db').ipv4;
+    const zone = (extra: Record<string, unknown>): Record<string, unknown> => ({ host: lab.host('sink').ipv4, port: 2525, processes: 1, connections: 4, ignoreIPv6: true, pool: 'default', ...extra });
+    return {
+      name: `ZoneMTA-${node}`,
+      ident: `zone-mta-${node}`,
+      log: { level: 'info' },
+      // Each node its own instance id: a delivery one node has locked is never sent by the other.
+      queue: { instanceId: node },
+      dbs: { mongo: `mongodb://${db}:27017/zone-mta`, redis: { host: db, port: 6379, db: 3 }, sender: 'zone-mta' },
+      dns: { caching: false },
+      mtaSts: { enabled: false },
+      pluginsPath: dir,
+      plugins: {
+        [ZONEMTA_PLUGIN]: {
+          enabled: ['main', 'receiver', 'sender'],
+          stateFile: path.join(dir, `state-${node}.json`),
+          zones: { default: 'acme', beta: 'beta' },
+          hostnames: { acme: 'acme.mail.test', beta: 'beta.mail.test' },
+          admin: { port: ADMIN_PORT },
+          cluster: {
+            node,
+            cluster: { id: 'zonemta-failover', secret: SECRET, bind: lab.host(node).ipv4, peers: NODES.map((n) => lab.host(n).ipv4) },
+            listeners: [`${LISTENER}:2525`],
+            bindings: Object.entries(BINDINGS).map(([name, address]) => ({ name, address })),
+            vips: { [LISTENER]: { preferred: 'mz1' }, [BINDINGS.acme]: { preferred: 'mz1' }, [BINDINGS.beta]: { preferred: 'mz2' } },
+            topology: [{ cidr: '198.18.0.0/16', interface: 'eth0' }],
+            timers: { holdDownMs: 500 },
+          },
+        },
+      },
+      smtpInterfaces: { feeder: { enabled: true, host: '0.0.0.0', port: 2525, processes: 1, authentication: false, hostname: `${node}.zonemta.test` } },
+      zones: { default: zone({}), beta: zone({ recipientDomains: ['beta.test'] }), bounces: zone({}) },
+    };
+  }
+
+  async function startZoneMta(node: string): Promise<LabProcess> {
+    const p = spawnZoneMta(lab, node, dir, config(node));
+    const before = mta.get(node);
+    if (before) mta.set(`${node} (pid ${before.child.pid})`, before);
+    mta.set(node, p);
+    await outputMatches(p, /Initialized mta-vip/, 60_000, `ZoneMTA on ${node} loaded the plugin`);
+    await outputMatches(p, /Sending queue initialized|queue initialized/i, 60_000, `ZoneMTA on ${node} has its queue`);
+    return p;
+  }
+
+  before(async () => {
+    const congo = await congoDbModule();
+    lab = await Lab.create({ hosts: [...NODES, 'db', 'client', 'sink'] });
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mta-vip-zonemta-failover-'));
+    processes = new MtaProcesses(lab);
+    sink = await processes.sink('sink');
+    await processes.redis('db', 6379, lab.host('db').ipv4);
+    await processes.congo('db', congo, 27017, lab.host('db').ipv4);
+    const check = await lab.exec('mz1', ['redis-cli', '-h', lab.host('db').ipv4, 'ping'], { allowFailure: true });
+    assert.match(check.stdout + check.stderr, /PONG/, `Redis on db reachable from mz1: ${check.stdout} ${check.stderr} ${JSON.stringify((await lab.exec('db', ['ss', '-ltnp'], { allowFailure: true })).stdout)}`);
+    await Promise.all(NODES.map((node) => startZoneMta(node))).catch(async (error: Error) => {
+      throw new Error(`${error.message}\n--- listening on db: ${(await lab.exec('db', ['ss', '-ltnp'], { allowFailure: true })).stdout}`);
+    });
+    await waitHolders(lab, NODES, HOME, 30_000);
+  });
+
+  after(async () => {
+    await Promise.all([...mta.values()].map((p) => p.stop(5000)));
+    await processes?.sweep([...NODES, 'db', 'sink']);
+    await lab?.destroy();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('mail flows while a binding moves there and back, the listener holder is SIGKILLed and the other node SIGTERMed: every message once, from its IP, no session left silent', async () => {
+    // Recipient domain -> zone -> binding: rcpt@acme.test leaves from acme, rcpt@beta.test from beta.
+    const { outgoing, bindingOf } = flowMessages(300, BINDINGS, LISTENER, 2525, 'zonemta');
+    const counts = await runFlow(lab, sink, mta, outgoing, bindingOf, BINDINGS, async ({ more, killed }) => {
+      await more(10);
+      await moveVia(lab, 'mz2', ADMIN_PORT, BINDINGS.beta, 'mz1');
+      await waitHolders(lab, NODES, { ...HOME, [BINDINGS.beta]: 'mz1' }, 15_000);
+      await more(10);
+      await moveVia(lab, 'mz2', ADMIN_PORT, BINDINGS.beta, null);
+      await moveVia(lab, 'mz1', ADMIN_PORT, BINDINGS.beta, null);
+      await waitHolders(lab, NODES, HOME, 15_000);
+      await more(10);
+      await killed(async () => {
+        (mta.get('mz1') as LabProcess).kill('SIGKILL');
+        await waitHolders(lab, NODES, { [LISTENER]: 'mz2', [BINDINGS.acme]: 'mz2' }, 10_000);
+      });
+      await more(10);
+      // ZoneMTA's senders and receivers outlive a SIGKILLed main process: what a node's crash leaves.
+      await processes.sweep(['mz1']);
+      await startZoneMta('mz1');
+      await waitHolders(lab, NODES, HOME, 30_000);
+      await more(10);
+      const mz2 = mta.get('mz2') as LabProcess;
+      mz2.kill('SIGTERM');
+      await mz2.exited;
+      await waitHolders(lab, NODES, { [BINDINGS.beta]: 'mz1' }, 15_000);
+      await more(10);
+      await processes.sweep(['mz2']);
+      await startZoneMta('mz2');
+      await waitHolders(lab, NODES, HOME, 30_000);
+    });
+    assert.deepEqual(
+      { accepted: counts.accepted, delivered: counts.delivered, duplicated: counts.duplicated, wrongIp: counts.wrongIp, stranded: counts.stranded, silent: counts.silent, cut: counts.cut },
+      { accepted: 300, delivered: 300, duplicated: 0, wrongIp: 0, stranded: 0, silent: 0, cut: 0 },
+      counts.report,
+    );
+  });
+});
