@@ -838,9 +838,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     this.emit('error', { ip, operation: `acquire (${step})`, error });
     // Give the VIP up cleanly rather than hold an address nobody serves.
     await Promise.allSettled(startedServices.map((s) => s.stop()));
-    await this.resetSessionsOn(slot);
     await net.removeAddress(ifname, `${ip}/${prefix}`).catch(() => undefined);
-    await this.resetSessionsOn(slot);
     slot.phase = 'idle';
   }
 
@@ -880,9 +878,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       // Then the sessions of every process on this host (MTA workers, orphans):
       // they end, or are reset while their RST can still leave from this address.
       await this.drainSessionsOn(slot);
-      await net.removeAddress(ifname, `${ip}/${prefix}`);
-      // A client accepted between the drain's reset and the removal gets a reset too.
-      await this.resetSessionsOn(slot);
+      await this.removeAfterLastReset(slot);
     } catch (error) {
       this.emit('error', { ip, operation: 'release', error: error as Error });
     } finally {
@@ -910,6 +906,35 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       if (result.timedOut) this.count('session_drain_timeouts_total');
     } catch (error) {
       this.sessionResetFailed(slot.vip.ip, error as Error);
+    }
+  }
+
+  /**
+   * Removes the address; a client the kernel accepted between the drain's
+   * reset and the removal would wait in silence (a RST cannot leave from an
+   * address that is gone), so when one is found the address is put back for
+   * the moment its reset takes, and removed again (at most three rounds; the
+   * window shrinks each time, and no announcement is made meanwhile).
+   */
+  private async removeAfterLastReset(slot: Slot): Promise<void> {
+    const { ip, interface: ifname, prefix } = slot.vip;
+    for (let round = 1; ; round++) {
+      await net.removeAddress(ifname, `${ip}/${prefix}`);
+      let late: net.TcpSocket[] = [];
+      try {
+        late = (await net.tcpSockets([ip])).filter((s) => s.owned);
+      } catch (error) {
+        this.sessionResetFailed(ip, error as Error);
+      }
+      if (late.length === 0) return;
+      if (round === 3) {
+        // The owners at least hear of it at once (ECONNABORTED) instead of hanging.
+        await this.resetSessionsOn(slot);
+        return;
+      }
+      this.count('late_sessions_reset_total', late.length);
+      await net.addAddress(ifname, `${ip}/${prefix}`);
+      await this.resetSessionsOn(slot);
     }
   }
 

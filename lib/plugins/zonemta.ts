@@ -54,10 +54,21 @@ export interface ZoneMtaPluginOptions extends MtaVipPluginOptions {
 export interface ZoneMtaApp {
   config: ZoneMtaPluginOptions;
   logger: { info(prefix: string, format: string, ...args: unknown[]): void; error(prefix: string, format: string, ...args: unknown[]): void };
-  manager: { context: string; apiServer?: { maildrop?: ZoneMtaMailDrop }; queue?: { seqIndex?: { get(): string } } | false };
+  manager: { context: string; apiServer?: { maildrop?: ZoneMtaMailDrop }; queue?: ZoneMtaQueue | false };
   addHook(name: string, handler: (...args: any[]) => Promise<void> | void): void;
-  getQueue(): { seqIndex?: { get(): string } } | false;
+  getQueue(): ZoneMtaQueue | false;
 }
+
+/** The parts of ZoneMTA's MailQueue used to keep a relayed message on this node. */
+interface ZoneMtaQueue {
+  seqIndex?: { get(): string };
+  instanceId?: string;
+  options?: { collection?: string };
+  mongodb?: { collection(name: string): { updateMany(filter: object, update: object): Promise<{ modifiedCount?: number }> } } | false;
+}
+
+/** How far in the future a relayed message is queued until it is assigned to this node. */
+const CLAIM_WINDOW_MS = 30_000;
 
 interface ZoneMtaMailDrop {
   add(envelope: Record<string, unknown>, source: Buffer, callback: (error: Error | null, response?: string) => void): void;
@@ -192,14 +203,31 @@ function initSender(app: ZoneMtaApp, options: ZoneMtaPluginOptions, view: Bindin
   });
 }
 
+/** Assigns the deliveries of queue entry `id` to this ZoneMTA instance and makes them due now. */
+async function claimForThisNode(queue: ZoneMtaQueue, id: string): Promise<void> {
+  if (!queue.mongodb || !queue.instanceId) return;
+  await queue.mongodb.collection(queue.options?.collection ?? 'zone-queue').updateMany(
+    { id, locked: false, assigned: 'no' },
+    { $set: { assigned: queue.instanceId, queued: new Date() }, $unset: { _deferred: '' } },
+  );
+}
+
 /** Main process: a message another node relayed for a binding held here goes into ZoneMTA's queue, in the binding's zone. */
 function dropIntoQueue(app: ZoneMtaApp, options: ZoneMtaPluginOptions, message: RelayedMessage): Promise<void> {
   const maildrop = app.manager.apiServer?.maildrop;
   const queue = app.getQueue();
   if (!maildrop || !queue || !queue.seqIndex) return Promise.reject(temporaryError('ZoneMTA queue is not ready yet'));
   const zone = Object.entries(options.zones ?? {}).find(([, binding]) => binding === message.binding)?.[0] ?? message.binding;
+  // Nodes may share one MongoDB queue (the deployment where queued mail survives
+  // a node). A relayed message must be sent by the node that took it, which holds
+  // its binding: left unassigned, another node's sender could fetch it, find the
+  // binding elsewhere and relay it straight back, round and round. So it is
+  // queued in the future (nobody fetches it), then assigned to this instance and
+  // made due at once.
+  const claimable = Boolean(queue.mongodb && queue.instanceId);
   const envelope = {
     id: queue.seqIndex.get(),
+    ...(claimable ? { deferDelivery: Date.now() + CLAIM_WINDOW_MS } : {}),
     from: message.envelope.from,
     to: message.envelope.to,
     sendingZone: zone,
@@ -211,11 +239,19 @@ function dropIntoQueue(app: ZoneMtaApp, options: ZoneMtaPluginOptions, message: 
   };
   return new Promise((resolve, reject) => {
     maildrop.add(envelope, message.raw, (error) => {
-      if (error) reject(error);
-      else {
-        app.logger.info(`mta-vip/main/${process.pid}`, 'queued %s relayed by %s for binding %s in zone %s', envelope.id, message.from, message.binding, zone);
-        resolve();
-      }
+      if (error) return reject(error);
+      const claimed = claimable ? claimForThisNode(queue, envelope.id) : Promise.resolve();
+      claimed.then(
+        () => {
+          app.logger.info(`mta-vip/main/${process.pid}`, 'queued %s relayed by %s for binding %s in zone %s', envelope.id, message.from, message.binding, zone);
+          resolve();
+        },
+        (claimError: Error) => {
+          // Queued all the same: it goes out after the claim window, from whichever node holds the binding then.
+          app.logger.error(`mta-vip/main/${process.pid}`, 'queued %s but could not assign it to this node: %s', envelope.id, claimError.message);
+          resolve();
+        },
+      );
     });
   });
 }

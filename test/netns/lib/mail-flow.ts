@@ -13,6 +13,8 @@ import type { Received } from './mta-servers';
 import { waitFor } from './wait';
 
 export interface FlowCounts {
+  /** Messages the client started (each retried until accepted, up to 400 attempts). */
+  attempted: number;
   accepted: number;
   delivered: number;
   /** Messages the sink got more than once, not counting those in flight when a process was SIGKILLed. */
@@ -37,7 +39,10 @@ export interface FlowCounts {
   report: string;
 }
 
-/** `total` messages, their binding chosen round robin by sender domain (`<binding>.test`). */
+/**
+ * Up to `total` messages (the flow stops taking new ones once the script is
+ * done), their binding chosen round robin by sender domain (`<binding>.test`).
+ */
 export function flowMessages<B extends string>(total: number, bindings: Record<B, string>, server: string, port: number, tag: string): { outgoing: OutgoingMessage[]; bindingOf: Map<string, B> } {
   const names = Object.keys(bindings) as B[];
   const bindingOf = new Map<string, B>();
@@ -66,7 +71,7 @@ export interface FlowControl {
 
 /**
  * Sends `outgoing` (4 at a time, retrying like a queueing client) while
- * `script` moves things, waits for the sink to have every accepted message
+ * `script` moves things, then starts no new message, waits for the sink to have every accepted message
  * (up to 90 s after the last acceptance), and counts.
  */
 export async function runFlow<B extends string>(
@@ -100,6 +105,8 @@ export async function runFlow<B extends string>(
         killWindows.push([from, Date.now() + 3000]);
       },
     });
+    // Mail flowed through every step; now let the messages under way finish.
+    client.stop(batch);
     const results = await done;
     const ids = new Set(outgoing.map((m) => m.id));
     const ofFlow = (r: Received): string | null => {
@@ -126,6 +133,7 @@ export async function runFlow<B extends string>(
     const wrong = [...byId].flatMap(([id, list]) => list.filter((r) => r.remoteAddress !== bindings[bindingOf.get(id) as B]).map((r) => `${id} (${bindingOf.get(id)}) from ${r.remoteAddress}`));
     const failed = attempts.filter((a) => !a.ok);
     const counts = {
+      attempted: results.length,
       accepted: acceptedIds.size,
       delivered: [...byId.keys()].filter((id) => acceptedIds.has(id)).length,
       duplicated: [...byId].filter(([id, list]) => list.length > 1 && !atKill(id, list)).length,
@@ -154,5 +162,48 @@ export async function runFlow<B extends string>(
     return { ...counts, report };
   } finally {
     await clientProc.stop().catch(() => undefined);
+  }
+}
+
+/** One session of the slow-session prober (bench/lib/slow-sessions). */
+export interface SessionReport {
+  node: string | null;
+  connectedAt: number | null;
+  dataAt: number | null;
+  endAt: number;
+  finalReply: string | null;
+  error: string | null;
+}
+
+const SLOW_SESSIONS = path.join(__dirname, '..', '..', '..', 'bench', 'lib', 'slow-sessions.js');
+
+/**
+ * Sessions in the middle of DATA on `ip:port` while `release` moves the VIP,
+ * and new sessions opened all through the release: the first must all get
+ * their final 250 (nothing cut after its banner), the second each a banner, a
+ * 421 or a reset (none left waiting for its timeout).
+ */
+export async function slowSessionsThroughRelease(lab: Lab, ip: string, port: number, release: () => Promise<void>): Promise<{ slow: SessionReport[]; fresh: SessionReport[] }> {
+  const proc = lab.spawnNode('client', SLOW_SESSIONS, [JSON.stringify({ ip, port })]);
+  try {
+    await proc.nextMessage((m: { type?: string }) => m.type === 'ready', 10_000);
+    proc.send({ cmd: 'sessions', id: 1, count: 8, dataMs: 3000, chunks: 6, timeoutMs: 40_000 });
+    await proc.nextMessage((m: { type?: string; id?: number }) => m.type === 'in-data' && m.id === 1, 15_000);
+    const slow = proc.nextMessage<{ sessions: SessionReport[] }>((m: { type?: string; id?: number }) => m.type === 'sessions' && m.id === 1, 60_000);
+    const fresh: Array<Promise<{ sessions: SessionReport[] }>> = [];
+    let releasing = true;
+    const released = release().finally(() => {
+      releasing = false;
+    });
+    // A new short session every 100 ms while the release runs (and one after).
+    for (let id = 2; releasing || id < 4; id++) {
+      proc.send({ cmd: 'sessions', id, count: 1, dataMs: 50, chunks: 1, timeoutMs: 20_000 });
+      fresh.push(proc.nextMessage<{ sessions: SessionReport[] }>((m: { type?: string; id?: number }) => m.type === 'sessions' && m.id === id, 40_000));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await released;
+    return { slow: (await slow).sessions, fresh: (await Promise.all(fresh)).flatMap((r) => r.sessions) };
+  } finally {
+    await proc.stop().catch(() => undefined);
   }
 }

@@ -130,6 +130,11 @@ export class MailClient {
     return done.then((m) => m.results);
   }
 
+  /** Starts no more messages of `batch`; its promise resolves once those under way are done. */
+  stop(batch: string): void {
+    this.proc.send({ cmd: 'stop', batch });
+  }
+
   /** Attempts of `batch` accepted so far. */
   acceptedCount(batch: string): number {
     return this.attempts.filter((a) => a.batch === batch && a.ok).length;
