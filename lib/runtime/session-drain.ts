@@ -23,6 +23,8 @@
  *   bytes): a delivery between its command and the reply, e.g. after the
  *   final "." — resetting it there is how a message gets sent twice.
  * - outbound with the turn on our side but recent (< idleMs): still talking.
+ * - outbound whose last send and receive fell in one clock tick, for 5 s: whose
+ *   turn it is cannot be told then.
  * Not busy: an outbound connection idle on our side for idleMs (a pooled
  * connection waiting for its next message — ZoneMTA keeps them 5 s), and
  * every orphan outbound socket (its process is gone, so nobody will record
@@ -61,6 +63,8 @@ export interface SessionDrainResult {
 }
 
 export const DEFAULT_IDLE_MS = 1000;
+/** Silence both ways after which a session whose last send and receive fell in one clock tick is idle. */
+export const AMBIGUOUS_IDLE_MS = 5000;
 
 /** A session's identity within one address: the peer's end of its 4-tuple and our port. */
 export function sessionKey(socket: Pick<TcpSocket, 'localPort' | 'remote' | 'remotePort'>): string {
@@ -85,9 +89,15 @@ export function busySessions(sockets: readonly TcpSocket[], listenerPorts: Reado
     const sent = socket.lastSentMsAgo;
     const received = socket.lastReceivedMsAgo;
     if (sent < 0 || received < 0) return true; // the kernel did not say: do not guess idle
-    const waitingForPeer = sent <= received;
-    if (waitingForPeer) return true;
-    return received < idleMs;
+    // We sent after we last heard: waiting for the peer's reply.
+    if (sent < received) return true;
+    // They spoke last: our turn, idle once we have been silent for idleMs.
+    if (received < sent) return received < idleMs;
+    // Both in the same clock tick (the kernel counts in jiffies, 4 ms here): a
+    // reply that came at once (a pooled connection after its 250) or a command
+    // sent at once after a reply (a client now waiting). Undecidable, so only a
+    // longer silence both ways counts as idle.
+    return received < AMBIGUOUS_IDLE_MS;
   });
 }
 

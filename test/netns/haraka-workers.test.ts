@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Lab, labSkipReason, type LabProcess, vip4, waitFor } from './harness';
-import { flowMessages, moveVia, runFlow, slowSessionsThroughRelease } from './lib/mail-flow';
+import { assertMailSurvivesFailover, assertSessionsSurviveRelease, type TwoNodeCluster } from './lib/mail-flow';
 import { HARAKA_PLUGIN, makeHarakaDir, MtaProcesses, mtaSkipReason, outputMatches, swaks, waitHolders, type Received } from './lib/mta-servers';
 
 const NODES = ['hw1', 'hw2'] as const;
@@ -126,58 +126,25 @@ describe('Haraka with two workers and bindings held by the other node', { skip: 
     for (const binding of ['beta', 'gamma', 'delta']) assert.match(hw1.stdout + hw1.stderr, new RegExp(`binding ${binding} is held by hw2: relaying through 127\\.0\\.0\\.1`));
   });
 
+  const cluster = (): TwoNodeCluster => ({
+    lab,
+    sink,
+    mtas: mta,
+    nodes: NODES,
+    home: HOME,
+    listener: LISTENER,
+    adminPort: ADMIN_PORT,
+    restart: async (node) => {
+      await processes.sweep([node]);
+      await startHaraka(node);
+    },
+  });
+
   test('mail flows while a binding moves there and back, the listener holder is SIGKILLed and the other node SIGTERMed: every message once, from its IP, no session left silent', async () => {
-    const { outgoing, bindingOf } = flowMessages(5000, BINDINGS, LISTENER, 2525, 'haraka');
-    // Each fault comes after the cluster is back home and has taken 10 messages more.
-    const counts = await runFlow(lab, sink, mta, outgoing, bindingOf, BINDINGS, async ({ more, killed }) => {
-      // A planned move of beta to hw1 and back, with mail for it in flight.
-      await more(10);
-      await moveVia(lab, 'hw2', ADMIN_PORT, BINDINGS.beta, 'hw1');
-      await waitHolders(lab, NODES, { ...HOME, [BINDINGS.beta]: 'hw1' }, 15_000);
-      await more(10);
-      await moveVia(lab, 'hw2', ADMIN_PORT, BINDINGS.beta, null);
-      await moveVia(lab, 'hw1', ADMIN_PORT, BINDINGS.beta, null);
-      await waitHolders(lab, NODES, HOME, 15_000);
-      // SIGKILL of the listener's and acme's holder; it comes back and takes them back.
-      await more(10);
-      await killed(async () => {
-        (mta.get('hw1') as LabProcess).kill('SIGKILL');
-        await waitHolders(lab, NODES, { [LISTENER]: 'hw2', [BINDINGS.acme]: 'hw2' }, 10_000);
-      });
-      await more(10);
-      await processes.sweep(['hw1']);
-      await startHaraka('hw1');
-      await waitHolders(lab, NODES, HOME, 20_000);
-      // SIGTERM of the other node (three bindings), then its return.
-      await more(10);
-      const hw2 = mta.get('hw2') as LabProcess;
-      hw2.kill('SIGTERM');
-      await hw2.exited;
-      await waitHolders(lab, NODES, { [BINDINGS.beta]: 'hw1', [BINDINGS.gamma]: 'hw1', [BINDINGS.delta]: 'hw1' }, 10_000);
-      await more(10);
-      await processes.sweep(['hw2']);
-      await startHaraka('hw2');
-      await waitHolders(lab, NODES, HOME, 20_000);
-    });
-    assert.ok(counts.accepted >= 200, `at least 200 messages flowed (${counts.accepted}): ${counts.report}`);
-    assert.deepEqual(
-      { accepted: counts.accepted, delivered: counts.delivered, duplicated: counts.duplicated, wrongIp: counts.wrongIp, stranded: counts.stranded, silent: counts.silent, cut: counts.cut },
-      { accepted: counts.attempted, delivered: counts.accepted, duplicated: 0, wrongIp: 0, stranded: 0, silent: 0, cut: 0 },
-      counts.report,
-    );
+    await assertMailSurvivesFailover(cluster(), BINDINGS, 'beta', 'haraka');
   });
 
   test('sessions in the middle of DATA when the listener VIP moves all finish; clients arriving during the release get a banner, a 421 or a reset, never silence', async () => {
-    const { slow, fresh } = await slowSessionsThroughRelease(lab, LISTENER, 2525, async () => {
-      await moveVia(lab, 'hw1', ADMIN_PORT, LISTENER, 'hw2');
-      await waitHolders(lab, NODES, { [LISTENER]: 'hw2' }, 30_000);
-    });
-    assert.deepEqual(slow.map((r) => r.finalReply?.slice(0, 3) ?? r.error), slow.map(() => '250'), `every slow session finished with 250: ${JSON.stringify(slow)}`);
-    const silent = fresh.filter((r) => /timeout/i.test(r.error ?? ''));
-    assert.deepEqual(silent, [], `sessions left without an answer (of ${fresh.length})`);
-    assert.ok(fresh.length >= 3, 'new sessions were tried during the release');
-    await moveVia(lab, 'hw1', ADMIN_PORT, LISTENER, null);
-    await moveVia(lab, 'hw2', ADMIN_PORT, LISTENER, null);
-    await waitHolders(lab, NODES, HOME, 30_000);
+    await assertSessionsSurviveRelease(cluster());
   });
 });

@@ -93,9 +93,12 @@ describe('release drains the sessions of other processes on a binding\'s address
       await moveAndBack(async () => {
         const movedAt = Date.now();
         await moveVia(lab, 'n1', ADMIN_PORT, ACME, 'n2');
-        await waitFor(async () => (await holderOf(lab, NODES, ACME)) === 'n2' || null, { timeoutMs: 20_000, what: 'acme on n2' });
+        await waitFor(async () => (await holderOf(lab, NODES, ACME)) === 'n2' || null, { timeoutMs: 25_000, what: 'acme on n2' }).catch(async (error: Error) => {
+          throw new Error(`${error.message}; sockets on it: ${JSON.stringify(await probe.tcpSockets([ACME]))}`);
+        });
         const tookMs = Date.now() - movedAt;
-        assert.ok(tookMs < 8000, `the move took ${tookMs} ms: the idle connection did not hold it for the 30 s drain`);
+        // At most AMBIGUOUS_IDLE_MS (5 s) of silence when the sink's 250 came in the same clock tick as our ".".
+        assert.ok(tookMs < 12_000, `the move took ${tookMs} ms: the idle connection did not hold it for the 30 s drain`);
         assert.deepEqual((await probe.tcpSockets([ACME])).filter((s) => s.state !== 'TIME_WAIT'), [], 'nothing left on the address');
       });
     } finally {

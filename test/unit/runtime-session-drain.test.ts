@@ -19,8 +19,11 @@ test('outbound: waiting for the peer is busy, an idle pooled connection and an o
   const pooled = socket({ remotePort: 29, lastSentMsAgo: 4000, lastReceivedMsAgo: 3000 });
   const orphan = socket({ remotePort: 30, owned: false, sendQueue: 500, state: 'FIN_WAIT1', lastSentMsAgo: 1, lastReceivedMsAgo: 9000 });
   const unknown = socket({ remotePort: 31, lastSentMsAgo: -1, lastReceivedMsAgo: -1 });
-  const busy = busySessions([afterDot, slowReply, unacked, talking, pooled, orphan, unknown], ports25, new Set(), 1000);
-  assert.deepEqual(busy.map((s) => s.remotePort), [25, 26, 27, 28, 31]);
+  // Sent and received in one jiffy: a reply at once, or a command at once after one.
+  const sameTickRecent = socket({ remotePort: 32, lastSentMsAgo: 3000, lastReceivedMsAgo: 3000 });
+  const sameTickOld = socket({ remotePort: 33, lastSentMsAgo: 6000, lastReceivedMsAgo: 6000 });
+  const busy = busySessions([afterDot, slowReply, unacked, talking, pooled, orphan, unknown, sameTickRecent, sameTickOld], ports25, new Set(), 1000);
+  assert.deepEqual(busy.map((s) => s.remotePort), [25, 26, 27, 28, 31, 32]);
 });
 
 test('inbound: only sessions present when the drain began are waited for; listeners never', () => {

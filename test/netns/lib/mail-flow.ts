@@ -11,6 +11,9 @@ import { fixturePath, type Lab, type LabProcess } from '../harness';
 import { MailClient, type ClientAttempt, type OutgoingMessage } from './mta-lab';
 import type { Received } from './mta-servers';
 import { waitFor } from './wait';
+import { holderOf } from './mta-servers';
+import type { SessionReport } from '../../../bench/lib/slow-sessions';
+import assert from 'node:assert/strict';
 
 export interface FlowCounts {
   /** Messages the client started (each retried until accepted, up to 400 attempts). */
@@ -165,16 +168,6 @@ export async function runFlow<B extends string>(
   }
 }
 
-/** One session of the slow-session prober (bench/lib/slow-sessions). */
-export interface SessionReport {
-  node: string | null;
-  connectedAt: number | null;
-  dataAt: number | null;
-  endAt: number;
-  finalReply: string | null;
-  error: string | null;
-}
-
 const SLOW_SESSIONS = path.join(__dirname, '..', '..', '..', 'bench', 'lib', 'slow-sessions.js');
 
 /**
@@ -206,4 +199,90 @@ export async function slowSessionsThroughRelease(lab: Lab, ip: string, port: num
   } finally {
     await proc.stop().catch(() => undefined);
   }
+}
+
+/** Two MTA nodes in a lab, as the failover scenarios drive them. */
+export interface TwoNodeCluster {
+  lab: Lab;
+  sink: LabProcess;
+  mtas: Map<string, LabProcess>;
+  /** [listener's and first binding's preferred node, the other]. */
+  nodes: readonly [string, string];
+  /** Where every VIP lives when both nodes are up. */
+  home: Record<string, string>;
+  listener: string;
+  adminPort: number;
+  /** Kills whatever is left of a node's processes and starts its MTA again, resolving once it is up. */
+  restart(node: string): Promise<unknown>;
+}
+
+/** Waits until each VIP of `expected` is on its node, and only there. */
+async function settled(cluster: TwoNodeCluster, expected: Record<string, string>, timeoutMs: number): Promise<void> {
+  await waitFor(async () => {
+    for (const [ip, node] of Object.entries(expected)) if ((await holderOf(cluster.lab, cluster.nodes, ip)) !== node) return null;
+    return true;
+  }, { timeoutMs, intervalMs: 100, what: `holders ${JSON.stringify(expected)}` });
+}
+
+/**
+ * Mail flowing through every kind of move, each fault after the cluster is
+ * back home and has taken 10 messages more: a planned move of `moved` (a
+ * binding of the second node) to the first and back, SIGKILL of the first node
+ * (the listener's holder) and its return, SIGTERM of the second and its
+ * return. Asserts at least 200 messages, each accepted, delivered once, from
+ * its own binding's IP, none stranded, no client session silent or cut.
+ */
+export async function assertMailSurvivesFailover<B extends string>(cluster: TwoNodeCluster, bindings: Record<B, string>, moved: B, tag: string): Promise<FlowCounts> {
+  const [first, second] = cluster.nodes;
+  const { lab, home, adminPort } = cluster;
+  const onFirst = Object.fromEntries(Object.entries(home).filter(([, node]) => node === first).map(([ip]) => [ip, second]));
+  const onSecond = Object.fromEntries(Object.entries(home).filter(([, node]) => node === second).map(([ip]) => [ip, first]));
+  const { outgoing, bindingOf } = flowMessages(5000, bindings, cluster.listener, 2525, tag);
+  const counts = await runFlow(lab, cluster.sink, cluster.mtas, outgoing, bindingOf, bindings, async ({ more, killed }) => {
+    await more(10);
+    await moveVia(lab, second, adminPort, bindings[moved], first);
+    await settled(cluster, { ...home, [bindings[moved]]: first }, 15_000);
+    await more(10);
+    await moveVia(lab, second, adminPort, bindings[moved], null);
+    await moveVia(lab, first, adminPort, bindings[moved], null);
+    await settled(cluster, home, 15_000);
+    await more(10);
+    await killed(async () => {
+      (cluster.mtas.get(first) as LabProcess).kill('SIGKILL');
+      await settled(cluster, onFirst, 10_000);
+    });
+    await more(10);
+    await cluster.restart(first);
+    await settled(cluster, home, 30_000);
+    await more(10);
+    const other = cluster.mtas.get(second) as LabProcess;
+    other.kill('SIGTERM');
+    await other.exited;
+    await settled(cluster, onSecond, 15_000);
+    await more(10);
+    await cluster.restart(second);
+    await settled(cluster, home, 30_000);
+  });
+  assert.ok(counts.accepted >= 200, `at least 200 messages flowed (${counts.accepted}): ${counts.report}`);
+  assert.deepEqual(
+    { accepted: counts.accepted, delivered: counts.delivered, duplicated: counts.duplicated, wrongIp: counts.wrongIp, stranded: counts.stranded, silent: counts.silent, cut: counts.cut },
+    { accepted: counts.attempted, delivered: counts.accepted, duplicated: 0, wrongIp: 0, stranded: 0, silent: 0, cut: 0 },
+    counts.report,
+  );
+  return counts;
+}
+
+/** Slow sessions through a planned move of the listener VIP to the second node, and back home after. */
+export async function assertSessionsSurviveRelease(cluster: TwoNodeCluster): Promise<void> {
+  const [first, second] = cluster.nodes;
+  const { slow, fresh } = await slowSessionsThroughRelease(cluster.lab, cluster.listener, 2525, async () => {
+    await moveVia(cluster.lab, first, cluster.adminPort, cluster.listener, second);
+    await settled(cluster, { [cluster.listener]: second }, 30_000);
+  });
+  assert.deepEqual(slow.map((r) => r.finalReply?.slice(0, 3) ?? r.error), slow.map(() => '250'), `every slow session finished with 250: ${JSON.stringify(slow)}`);
+  assert.deepEqual(fresh.filter((r) => /timeout/i.test(r.error ?? '')), [], `sessions left without an answer (of ${fresh.length})`);
+  assert.ok(fresh.length >= 3, 'new sessions were tried during the release');
+  await moveVia(cluster.lab, first, cluster.adminPort, cluster.listener, null);
+  await moveVia(cluster.lab, second, cluster.adminPort, cluster.listener, null);
+  await settled(cluster, cluster.home, 30_000);
 }
