@@ -31,7 +31,10 @@ describe('ZoneMTA under failover, two nodes sharing MongoDB and Redis', { skip: 
 
   function config(node: string): Record<string, unknown> {
     const db = lab.host('db').ipv4;
-    const zone = (extra: Record<string, unknown>): Record<string, unknown> => ({ host: lab.host('sink').ipv4, port: 2525, processes: 1, connections: 4, ignoreIPv6: true, pool: 'default', ...extra });
+    // Two sender processes per zone, each with its own relay gateway. processes x connections stays
+    // within ZoneMTA's per-domain maxConnections (5): above it, ZoneMTA's fetch locks a delivery in
+    // MongoDB, then fails its in-memory domain lock and leaves it locked for the lock TTL (an hour).
+    const zone = (extra: Record<string, unknown>): Record<string, unknown> => ({ host: lab.host('sink').ipv4, port: 2525, processes: 2, connections: 2, ignoreIPv6: true, pool: 'default', ...extra });
     return {
       name: `ZoneMTA-${node}`,
       ident: `zone-mta-${node}`,
