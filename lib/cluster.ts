@@ -468,8 +468,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     const canonical = canonicalIp(ip);
     if (!canonical || !this.slots.has(canonical)) throw new TypeError(`setReady: ${ip} is not a failover VIP of this node`);
     if (this.closing) return;
-    const changed = ready ? this.health.clear(canonical, 'not-ready') : this.health.problem(canonical, '')?.reason !== 'not-ready';
-    if (!ready && changed) this.health.fail(canonical, 'not-ready', detail, Infinity);
+    const changed = ready ? this.health.clear(canonical, 'not-ready') : this.health.hold(canonical, 'not-ready', detail);
     if (!changed) return;
     this.count(ready ? 'ready_total' : 'not_ready_total');
     if (!ready) this.emit('unhealthy', { ip: canonical, reason: 'not-ready', detail });

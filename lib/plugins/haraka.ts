@@ -143,7 +143,8 @@ export function bindingFor(options: HarakaPluginOptions, todo: { notes?: unknown
 /** MX entries that leave from the binding's IP when it is held here, else through the relay gateway. */
 export function mta_vip_get_mx(this: HarakaPlugin, next: Next, hmail: { todo: { notes?: unknown; mail_from?: { host?: string } } }, domain: string): void {
   if (!settings) return next();
-  const options = settings.options;
+  const current = settings;
+  const options = current.options;
   const name = bindingFor(options, hmail.todo);
   if (!name) return next();
   const c = constants();
@@ -153,14 +154,15 @@ export function mta_vip_get_mx(this: HarakaPlugin, next: Next, hmail: { todo: { 
   waitForHolder(view(), name, options.holderWaitMs ?? 15_000).then(
     (info) => {
       if (!info) return next(c.denysoft, `binding ${name} is unknown or has no holder now; deferring`);
-      mxFor.call(plugin, next, options, name, info, domain);
+      mxFor.call(plugin, next, current, name, info, domain);
     },
     (error: Error) => next(c.denysoft, `binding ${name}: ${error.message}`),
   );
 }
 
-function mxFor(this: HarakaPlugin, next: Next, options: HarakaPluginOptions, name: string, info: NonNullable<ReturnType<BindingView['binding']>>, domain: string): void {
+function mxFor(this: HarakaPlugin, next: Next, current: NonNullable<typeof settings>, name: string, info: NonNullable<ReturnType<BindingView['binding']>>, domain: string): void {
   const c = constants();
+  const options = current.options;
   const helo = hostnameOf(options, name);
   if (info.local && info.state === 'owned') {
     nextHops(options, domain).then(
@@ -169,9 +171,8 @@ function mxFor(this: HarakaPlugin, next: Next, options: HarakaPluginOptions, nam
     );
     return;
   }
-  if (!settings) return next(c.denysoft, 'mta-vip: no configuration');
   const plugin = this;
-  gateway ??= createRelayGateway(options, settings.resolved, view(), (level, message) => (level === 'info' ? plugin.loginfo(`mta-vip: ${message}`) : plugin.logerror(`mta-vip: ${message}`)));
+  gateway ??= createRelayGateway(options, current.resolved, view(), (level, message) => (level === 'info' ? plugin.loginfo(`mta-vip: ${message}`) : plugin.logerror(`mta-vip: ${message}`)));
   gateway.endpoint(name).then(
     ({ host, port, helo: gatewayName }) => {
       this.loginfo(`mta-vip: binding ${name} is held by ${info.holder}: relaying through ${host}:${port}`);

@@ -13,6 +13,7 @@
  */
 import * as readline from 'node:readline';
 import { destroyTcpSockets, removeAddress } from '../net';
+import { resetSessions } from './session-drain';
 import type { Alias } from './alias-reaper';
 
 let held: Alias[] = [];
@@ -36,9 +37,8 @@ async function reap(why: string): Promise<void> {
 }
 
 async function resetSockets(why: string, addresses: string[]): Promise<void> {
-  if (addresses.length === 0) return;
   try {
-    const { destroyed } = await destroyTcpSockets(addresses, { listening: true });
+    const destroyed = await resetSessions({ destroyTcpSockets }, addresses, true);
     if (destroyed > 0) process.stderr.write(`mta-vip alias reaper: ${why}: reset ${destroyed} TCP sockets on ${addresses.join(', ')}\n`);
   } catch (error) {
     process.stderr.write(`mta-vip alias reaper: ${why}: could not reset sockets: ${(error as Error).message}\n`);

@@ -21,6 +21,13 @@ export class HealthBook {
     this.perVip.set(ip, { reason, detail, retryAt });
   }
 
+  /** Marks `ip` unhealthy for `reason` until cleared; true unless it already was for that reason. */
+  hold(ip: string, reason: UnhealthyReason, detail: string): boolean {
+    if (this.perVip.get(ip)?.reason === reason) return false;
+    this.perVip.set(ip, { reason, detail, retryAt: Infinity });
+    return true;
+  }
+
   /** Forgets `ip`'s problem if it is of `reason`; true when it did. */
   clear(ip: string, reason: UnhealthyReason): boolean {
     if (this.perVip.get(ip)?.reason !== reason) return false;

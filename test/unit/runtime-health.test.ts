@@ -37,3 +37,14 @@ test('a shutdown mark never expires and sets no retry timer', () => {
   assert.equal(book.expire(Number.MAX_SAFE_INTEGER), false);
   assert.deepEqual([...book.unhealthy(vips)], ['198.18.1.3']);
 });
+
+test('hold marks a VIP until cleared, says whether it changed, and clear only lifts its own reason', () => {
+  const book = new HealthBook();
+  assert.equal(book.hold('198.18.1.1', 'not-ready', 'no listener'), true);
+  assert.equal(book.hold('198.18.1.1', 'not-ready', 'no listener'), false, 'already held');
+  assert.equal(book.expire(Number.MAX_SAFE_INTEGER), false, 'never expires on its own');
+  assert.equal(book.clear('198.18.1.1', 'listen-failed'), false, 'another reason is not cleared');
+  assert.deepEqual([...book.unhealthy(vips)], ['198.18.1.1']);
+  assert.equal(book.clear('198.18.1.1', 'not-ready'), true);
+  assert.deepEqual([...book.unhealthy(vips)], []);
+});
