@@ -19,7 +19,7 @@
  *                                                   (ENODENAMECLASH); a peer socket that could not be
  *                                                   connected (EPEERSOCKET); a refusal proved false (EFALSEREFUSAL)
  */
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import type { RemoteInfo } from 'node:dgram';
 import { EventEmitter } from 'eventemitter3';
 import { PacketAuthenticator } from './auth';
 import { familyOf, parseEndpoint, type Endpoint } from './address';
@@ -60,7 +60,9 @@ import {
 } from './documents';
 import { newIncarnation } from './incarnation';
 import { LoopLagMeter } from './loop-lag';
-import { PeerSockets, endpointKey } from './peer-sockets';
+import { endpointKey } from './peer-sockets';
+import { UdpTransport, type PacketTransport, type SendOutcome } from './udp-transport';
+import type { Clock } from '../runtime/ports';
 import { ReplayGuard } from './replay-guard';
 import { VipList } from './vip-list';
 
@@ -129,6 +131,10 @@ export interface MembershipOptions {
   incarnation?: bigint;
   /** Clock in ms, monotonic. Default `performance.timeOrigin + performance.now()`. For tests. */
   now?: () => number;
+  /** Timers and time (overrides `now`); default the process's. The simulation passes a virtual clock. */
+  clock?: Pick<Clock, 'now' | 'wall' | 'after' | 'soon'>;
+  /** Where packets go; default UDP sockets (udp-transport.ts). The simulation passes an in-memory network. */
+  transport?: PacketTransport;
 }
 
 /** What this node tells its peers. */
@@ -250,13 +256,13 @@ export class Membership extends EventEmitter {
   private readonly reassemblyTimeoutMs: number;
   private readonly neighboursIntervalMs: number;
 
+  private readonly clock: Pick<Clock, 'now' | 'wall' | 'after' | 'soon'>;
+  private readonly transport: PacketTransport;
   private sequence = 0;
-  private socket: Socket | null = null;
-  private groupSocket: Socket | null = null;
-  private peerSockets: PeerSockets | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  private transportOpen = false;
+  private timer: { cancel(): void } | null = null;
   /** A pending announcement of local changes (see announceSoon), and when the last one went out. */
-  private announceTimer: NodeJS.Timeout | null = null;
+  private announceTimer: { cancel(): void } | null = null;
   private lastAnnouncedAt = -Infinity;
   /** Digests of the holdings and moves documents last pushed to every destination. */
   private pushedHoldings: Buffer = ZERO_DIGEST;
@@ -297,7 +303,17 @@ export class Membership extends EventEmitter {
     this.reassemblyTimeoutMs = options.reassemblyTimeoutMs ?? 2000;
     this.neighboursIntervalMs = options.neighboursIntervalMs ?? 1000;
     this.budget = new ReassemblyBudget(options.maxReassemblyBytes ?? 32 * 1024 * 1024);
-    this.now = options.now ?? (() => performance.timeOrigin + performance.now());
+    const now = options.clock ? () => (options.clock as Pick<Clock, 'now'>).now() : (options.now ?? (() => performance.timeOrigin + performance.now()));
+    this.now = now;
+    this.clock = options.clock ?? {
+      now,
+      wall: () => Date.now(),
+      after: (ms, fn) => {
+        const timer = setTimeout(fn, ms);
+        return { cancel: () => clearTimeout(timer) };
+      },
+      soon: (fn) => void setImmediate(fn),
+    };
     this.lag = new LoopLagMeter(this.now);
     this.incarnation = options.incarnation ?? newIncarnation();
 
@@ -315,6 +331,18 @@ export class Membership extends EventEmitter {
     for (const peer of configured) if (endpointKey(peer.address, peer.port) !== ownKey) unique.set(endpointKey(peer.address, peer.port), peer);
     this.unicastPeers = [...unique.values()];
     this.destinations = [...this.unicastPeers, ...group];
+    this.transport =
+      options.transport ??
+      new UdpTransport({
+        family: this.family,
+        bind: options.bind,
+        port: this.port,
+        unicastPeers: this.unicastPeers,
+        fastCrashDetection: options.fastCrashDetection !== false,
+        ...(options.multicast ? { multicast: options.multicast } : {}),
+        ...(options.multicastInterface ? { multicastInterface: options.multicastInterface } : {}),
+        ...(options.multicastTtl !== undefined ? { multicastTtl: options.multicastTtl } : {}),
+      });
 
     this.declarationDoc = new OutgoingDocument(DocumentKind.Declaration, Buffer.alloc(0));
     this.holdingsDoc = new OutgoingDocument(DocumentKind.Holdings, Buffer.alloc(0));
@@ -323,46 +351,16 @@ export class Membership extends EventEmitter {
     this.heartbeatBody = this.buildHeartbeat(new Set(), new Set());
   }
 
-  /** Binds the socket(s), joins the multicast group, and starts heartbeats. */
+  /** Opens the transport (binds the sockets, joins the multicast group), and starts heartbeats. */
   async start(): Promise<void> {
     if (this.running) return;
-    const type = this.family === 4 ? 'udp4' : 'udp6';
-    const fast = this.options.fastCrashDetection !== false && this.unicastPeers.length > 0;
-    // SO_REUSEADDR (needed to bind the peer sockets to the same address and port) would also let
-    // a second copy of this node bind silently: an exclusive bind first keeps EADDRINUSE loud.
-    if (fast) await checkPortFree(type, this.options.bind, this.port);
-    const socket = createSocket({ type, reuseAddr: fast });
-    this.socket = socket;
-    socket.on('message', (packet, remote) => this.receive(packet, remote));
-    await bindSocket(socket, this.options.bind, this.port);
-    socket.on('error', (error) => this.emit('error', error));
-    if (fast) {
-      this.peerSockets = new PeerSockets({
-        message: (packet, remote) => this.receive(packet, remote),
-        refused: (peer) => this.onRefused(peer),
-        pathError: () => this.counter.add('send_errors'),
-        error: (error) => this.emit('error', error),
-      });
-      await this.peerSockets.open(type, this.options.bind, this.port, this.unicastPeers);
-    }
-
-    if (this.options.multicast) {
-      const group = parseEndpoint(this.options.multicast, this.port).address;
-      const scope = this.options.bind.includes('%') ? this.options.bind.slice(this.options.bind.indexOf('%')) : '';
-      const iface = this.options.multicastInterface ?? (this.family === 4 ? this.options.bind : scope ? `::${scope}` : undefined);
-      if (iface) socket.setMulticastInterface(iface);
-      socket.setMulticastTTL(this.options.multicastTtl ?? 1);
-      socket.setMulticastLoopback(true);
-      // A socket bound to a unicast address never sees group traffic: a second socket bound to
-      // the group receives it (reuseAddr: several nodes of one host may join the same group).
-      const groupSocket = createSocket({ type, reuseAddr: true });
-      this.groupSocket = groupSocket;
-      groupSocket.on('message', (packet, remote) => this.receive(packet, remote));
-      await bindSocket(groupSocket, this.family === 6 && scope ? `${group}${scope}` : group, this.port);
-      groupSocket.on('error', (error) => this.emit('error', error));
-      const membershipInterface = this.family === 4 ? this.options.bind : iface;
-      groupSocket.addMembership(group, membershipInterface);
-    }
+    await this.transport.open({
+      message: (packet, remote) => this.receive(packet, remote),
+      refused: (peer) => this.onRefused(peer),
+      pathError: () => this.counter.add('send_errors'),
+      error: (error) => this.emit('error', error),
+    });
+    this.transportOpen = true;
 
     this.running = true;
     // What was set before start is not pushed: peers ask for what the heartbeat announces.
@@ -417,10 +415,10 @@ export class Membership extends EventEmitter {
       this.announce();
       return;
     }
-    this.announceTimer = setTimeout(() => {
+    this.announceTimer = this.clock.after(wait, () => {
       this.announceTimer = null;
       this.announce();
-    }, wait);
+    });
   }
 
   private announce(): void {
@@ -457,9 +455,9 @@ export class Membership extends EventEmitter {
    * dead-after) unless `goodbye: false` (which looks like a crash to peers), and closes the sockets.
    */
   async close(options: { goodbye?: boolean } = {}): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = null;
-    if (this.announceTimer) clearTimeout(this.announceTimer);
+    this.announceTimer?.cancel();
     this.announceTimer = null;
     const wasRunning = this.running;
     this.running = false;
@@ -469,12 +467,10 @@ export class Membership extends EventEmitter {
       );
     }
     for (const record of this.peerTable.values()) this.discardTransfers(record);
-    const sockets = [this.socket, this.groupSocket].filter((s): s is Socket => s !== null);
-    const peerSockets = this.peerSockets;
-    this.socket = null;
-    this.groupSocket = null;
-    this.peerSockets = null;
-    await Promise.all([...sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))), peerSockets?.close()]);
+    if (this.transportOpen) {
+      this.transportOpen = false;
+      await this.transport.close();
+    }
   }
 
   /**
@@ -801,8 +797,7 @@ export class Membership extends EventEmitter {
    * send has completed or failed.
    */
   private send(type: PacketType, body: Buffer, to: Endpoint[], allDone?: () => void): void {
-    const socket = this.socket;
-    if (!socket || to.length === 0) {
+    if (!this.transportOpen || to.length === 0) {
       allDone?.();
       return;
     }
@@ -810,24 +805,15 @@ export class Membership extends EventEmitter {
     this.auth.sign(packet);
     let pending = to.length;
     for (const destination of to) {
-      const connected = this.peerSockets?.socketFor(destination.address, destination.port);
-      const done = (error: (Error & { code?: string }) | null): void => {
-        // A refusal still pending on a connected socket can fail the next send instead of
-        // surfacing as an 'error' event: it means the same.
-        if (error?.code === 'ECONNREFUSED' && connected) this.onRefused(destination);
-        else if (error) this.counter.add('send_errors');
+      this.transport.send(packet, destination, (outcome: SendOutcome) => {
+        if (outcome === 'refused') this.onRefused(destination);
+        else if (outcome === 'error') this.counter.add('send_errors');
         else {
           this.counter.add('sent');
           this.counter.add('sent_bytes', packet.length);
         }
         if (--pending === 0) allDone?.();
-      };
-      try {
-        if (connected) connected.send(packet, done);
-        else socket.send(packet, destination.port, destination.address, done);
-      } catch {
-        done(Object.assign(new Error('send failed'), { code: 'ESEND' }));
-      }
+      });
     }
   }
 
@@ -840,10 +826,10 @@ export class Membership extends EventEmitter {
   private scheduleTick(): void {
     if (!this.running) return;
     // The boundary nearest one period from now: 0.5 to 1.5 periods away, exactly one when on time.
-    const wall = Date.now();
+    const wall = this.clock.wall();
     const delay = Math.round((wall + this.heartbeatMs) / this.heartbeatMs) * this.heartbeatMs - wall;
     this.lag.scheduled(delay);
-    this.timer = setTimeout(() => this.tick(), delay);
+    this.timer = this.clock.after(delay, () => this.tick());
   }
 
   /**
@@ -870,7 +856,7 @@ export class Membership extends EventEmitter {
     this.sendHeartbeat();
     // setImmediate runs after the poll phase, so heartbeats that queued up while this timer was
     // late are read before anyone is judged.
-    setImmediate(() => this.detect());
+    this.clock.soon(() => this.detect());
     this.scheduleTick();
   }
 
@@ -911,7 +897,7 @@ export class Membership extends EventEmitter {
     }
     if (!record) return;
     const refused = record;
-    afterQueuedPackets(() => {
+    this.afterQueuedPackets(() => {
       // Still the same incarnation (a restart makes a new record), still live, no goodbye meanwhile.
       if (!this.running || this.peerTable.get(refused.node) !== refused || !refused.live || refused.leaving) return;
       refused.live = false;
@@ -1015,6 +1001,15 @@ export class Membership extends EventEmitter {
     record.requested.clear();
   }
 
+  /**
+   * Runs `callback` after the sockets' already-queued datagrams have been read. An 'error' event
+   * ends libuv's read loop for that socket, so what is still queued is read in the next poll
+   * phase; an immediate scheduled from an immediate runs after that poll phase.
+   */
+  private afterQueuedPackets(callback: () => void): void {
+    this.clock.soon(() => this.clock.soon(callback));
+  }
+
   /** A fresh PeerState snapshot (the maps are shared with the record: do not mutate). */
   private viewOf(record: PeerRecord): PeerState {
     return {
@@ -1041,40 +1036,4 @@ function announcedDigest(beat: Heartbeat, kind: DocumentKind): Buffer {
 
 function prefixEquals(full: Buffer, prefix: Buffer): boolean {
   return full.subarray(0, prefix.length).equals(prefix);
-}
-
-/**
- * Runs `callback` after the sockets' already-queued datagrams have been read. An 'error' event
- * ends libuv's read loop for that socket, so what is still queued is read in the next poll
- * phase; an immediate scheduled from an immediate runs after that poll phase.
- */
-function afterQueuedPackets(callback: () => void): void {
-  setImmediate(() => setImmediate(callback));
-}
-
-/** Rejects with EADDRINUSE when any socket (SO_REUSEADDR or not) holds address:port. */
-async function checkPortFree(type: 'udp4' | 'udp6', address: string, port: number): Promise<void> {
-  const probe = createSocket({ type });
-  try {
-    await bindSocket(probe, address, port);
-  } finally {
-    await new Promise<void>((resolve) => {
-      try {
-        probe.close(() => resolve());
-      } catch {
-        resolve(); // never bound: nothing to close
-      }
-    });
-  }
-}
-
-function bindSocket(socket: Socket, address: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error): void => reject(error);
-    socket.once('error', onError);
-    socket.bind({ address, port, exclusive: true }, () => {
-      socket.removeListener('error', onError);
-      resolve();
-    });
-  });
 }
