@@ -1,0 +1,312 @@
+/**
+ * One simulated node: the real VipEngine and the real Membership, on the
+ * virtual clock and the in-memory network, with an executor that runs the
+ * engine's effects the way lib/runtime/driver.ts does, against the wire model,
+ * with latencies and injected failures from the seed. Crash, restart, stall,
+ * link down and graceful leave act on it as they would on a process.
+ */
+import { declare, encodeDeclaration, resolveConfig, type ClusterConfig, type ResolvedConfig } from '../../lib/core';
+import { VipEngine } from '../../lib/runtime/engine';
+import type { Effect, EngineEvent, EngineInput, OperationResult } from '../../lib/runtime/engine-io';
+import { DeclarationCache } from '../../lib/runtime/view-builder';
+import { Membership, type PeerState } from '../../lib/transport';
+import type { NetHost, SimNetwork } from './network';
+import type { Rng } from './rng';
+import type { Scheduler } from './scheduler';
+import type { Wire, WireHost } from './wire';
+
+/** Failure rates of the node's operations, set by the schedule. */
+export interface OperationFaults {
+  addAddress: number;
+  startServices: number;
+  announce: number;
+  probe: number;
+}
+
+export const NO_FAULTS: OperationFaults = { addAddress: 0, startServices: 0, announce: 0, probe: 0 };
+
+export interface NodeObserver {
+  /** After every step of the node's engine: the simulation checks its invariants. */
+  afterReady(node: SimNode, effects: Effect[], events: EngineEvent[]): void;
+}
+
+export const RETRY_UNHEALTHY_MS = 400;
+/** Longest release drain the simulation draws (a bound of the dual-holder invariant). */
+export const MAX_RELEASE_MS = 300;
+
+export class SimNode implements NetHost, WireHost {
+  generation = 0;
+  stalledUntil = 0;
+  processUp = false;
+  hostUp = true;
+  linkUp = true;
+  handlers: NetHost['handlers'] = null;
+  readonly sniffing = new Set<string>();
+  readonly resolved: ResolvedConfig;
+  faults: OperationFaults = NO_FAULTS;
+  engine: VipEngine | null = null;
+  membership: Membership | null = null;
+  /** Highest epoch this process has heard (peers' holdings) or used, per VIP. */
+  readonly maxSeen = new Map<string, number>();
+  /** Holdings in the last publication, to see new acquisitions. */
+  published = new Map<string, number>();
+  closing = false;
+  boots = 0;
+  /** VIP → epoch this process published holding (an epoch seen again is the same holding, not a new one). */
+  private readonly heldEpochs = new Map<string, number>();
+  private flushQueued = false;
+  private wake: { cancel(): void } | null = null;
+  private readonly wallBase: number;
+
+  constructor(
+    readonly name: string,
+    readonly address: string,
+    readonly config: ClusterConfig,
+    private readonly sched: Scheduler,
+    private readonly net: SimNetwork,
+    private readonly wire: Wire,
+    private readonly rng: Rng,
+    private readonly observer: NodeObserver,
+    private readonly ifname: string,
+  ) {
+    this.resolved = resolveConfig(config, { hostname: name, interfaces: [{ name: ifname, up: true, addresses: [{ family: 4, address, prefix: 24 }] }] });
+    // Clocks of different hosts disagree by up to a second (operator move order).
+    this.wallBase = 1_800_000_000_000 + rng.int(0, 1000);
+  }
+
+  /** Starts the process: leftover aliases of a crashed run are removed first, as the driver does. */
+  async boot(): Promise<void> {
+    this.generation++;
+    this.boots++;
+    this.processUp = true;
+    this.closing = false;
+    this.stalledUntil = 0;
+    this.sniffing.clear();
+    this.maxSeen.clear();
+    this.heldEpochs.clear();
+    this.published = new Map();
+    let leftovers = 0;
+    for (const ip of this.wire.of(this)) {
+      this.wire.remove(this, ip, false);
+      leftovers++;
+    }
+    const cache = new DeclarationCache();
+    const declaration = declare(this.resolved);
+    const bytes = encodeDeclaration(declaration);
+    const engine = new VipEngine(this.resolved, declaration, cache, { retryUnhealthyMs: RETRY_UNHEALTHY_MS, declarationWaitMs: 3000 });
+    const clock = this.sched.clockFor(this, this.wallBase);
+    const membership = new Membership({
+      clusterId: this.resolved.cluster.id,
+      node: this.name,
+      secret: this.resolved.cluster.secret,
+      bind: this.address,
+      port: this.net.port,
+      peers: this.resolved.cluster.peers.map((p) => `${p.ip}:${p.port}`),
+      heartbeatMs: this.resolved.timers.heartbeatMs,
+      deadAfterMs: this.resolved.timers.deadAfterMs,
+      vipsOf: (b) => cache.vipsOf(b),
+      incarnation: (BigInt(Math.floor(clock.wall())) << 16n) | BigInt(this.rng.int(0, 65535)),
+      clock,
+      transport: this.net.transportFor(this),
+    });
+    this.engine = engine;
+    this.membership = membership;
+    this.declarationBytes = bytes;
+    const peers = (change?: Extract<EngineInput, { type: 'peers' }>['change']): void => this.step({ type: 'peers', now: 0, peers: membership.peers(), ...(change ? { change } : {}) });
+    membership.on('peer-up', (p: PeerState) => peers({ kind: 'up', node: p.node, address: p.address }));
+    membership.on('peer-down', (p: PeerState, reason: string) => peers({ kind: 'down', node: p.node, address: p.address, reason }));
+    membership.on('peer-restart', (p: PeerState) => peers({ kind: 'restart', node: p.node }));
+    membership.on('change', (p: PeerState) => peers({ kind: 'change', node: p.node }));
+    membership.on('neighbours', () => peers());
+    membership.on('stall', (e: { lagMs: number }) => this.step({ type: 'stall', now: 0, lagMs: e.lagMs }));
+    membership.on('error', () => undefined);
+    const generation = this.generation;
+    await membership.start();
+    if (generation !== this.generation) return;
+    this.step({ type: 'start', now: 0, links: [{ ifname: this.ifname, usable: this.linkUp }], leftoversRemoved: leftovers });
+    this.flush();
+  }
+
+  private declarationBytes: Buffer = Buffer.alloc(0);
+
+  /** True when this process already published holding `ip` at `epoch` (not a new acquisition). */
+  previouslyHeld(ip: string, epoch: number): boolean {
+    return this.heldEpochs.get(ip) === epoch;
+  }
+
+  rememberHeld(holdings: ReadonlyMap<string, number>): void {
+    for (const ip of [...this.heldEpochs.keys()]) if (!holdings.has(ip)) this.heldEpochs.delete(ip);
+    for (const [ip, epoch] of holdings) this.heldEpochs.set(ip, epoch);
+  }
+
+  /** The process dies. With its reaper, its aliases go at once; without (the whole group killed), they stay. */
+  crash(reaper: boolean): void {
+    this.generation++;
+    this.processUp = false;
+    this.handlers = null;
+    this.engine = null;
+    this.membership = null;
+    this.sniffing.clear();
+    this.wake = null;
+    this.flushQueued = false;
+    if (reaper) for (const ip of this.wire.of(this)) this.wire.remove(this, ip, false);
+  }
+
+  /** Graceful close: VIPs released (draining), then goodbye and exit. */
+  leave(): void {
+    if (!this.engine || this.closing) return;
+    this.closing = true;
+    this.step({ type: 'close', now: 0 });
+  }
+
+  setLink(up: boolean): void {
+    this.linkUp = up;
+    if (this.engine) this.step({ type: 'link', now: 0, ifname: this.ifname, usable: up });
+  }
+
+  /** Time passes for `ms` without this process running (SIGSTOP, a long GC pause). */
+  stall(ms: number): void {
+    this.stalledUntil = Math.max(this.stalledUntil, this.sched.now + ms);
+  }
+
+  get running(): boolean {
+    return this.processUp && this.stalledUntil <= this.sched.now;
+  }
+
+  /** An operator (or a network manager) removes an address behind the process's back. */
+  removeBehindBack(ip: string): void {
+    this.wire.remove(this, ip);
+  }
+
+  onAddressRemoved(ip: string): void {
+    if (!this.engine) return;
+    // The addon's watch delivers the event through the event loop.
+    const generation = this.generation;
+    this.sched.after(0, this, () => generation === this.generation && this.step({ type: 'address-removed', now: 0, ifname: this.ifname, address: ip }));
+  }
+
+  onForeignClaim(ip: string, mac: string): void {
+    if (!this.engine) return;
+    this.sched.after(0, this, () => this.step({ type: 'foreign-claim', now: 0, ifname: this.ifname, address: ip, mac, kind: 'arp-request' }));
+  }
+
+  step(input: EngineInput): void {
+    if (!this.engine) return;
+    this.engine.step({ ...input, now: this.sched.now } as EngineInput);
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    this.sched.after(0, this, () => {
+      this.flushQueued = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    const engine = this.engine;
+    if (!engine) return;
+    const { effects, events } = engine.ready();
+    for (const effect of effects) this.run(effect);
+    this.observer.afterReady(this, effects, events);
+    if (this.closing && engine.quiescent) this.exit();
+  }
+
+  /** After a graceful close: goodbye to peers, then the process ends. */
+  private exit(): void {
+    const membership = this.membership;
+    this.crash(false);
+    void membership?.close();
+  }
+
+  private done(ms: number, result: OperationResult): void {
+    this.sched.after(ms, this, () => this.step({ type: 'done', now: 0, result }));
+  }
+
+  private latency(): number {
+    return 0.05 + this.rng.next() * 2;
+  }
+
+  private fail(p: number, code: string): Error | null {
+    if (!this.rng.chance(p)) return null;
+    return Object.assign(new Error(`simulated ${code}`), { code });
+  }
+
+  private run(effect: Effect): void {
+    switch (effect.type) {
+      case 'publish':
+        this.published = effect.state.holdings;
+        this.membership?.setLocal({ declaration: this.declarationBytes, holdings: effect.state.holdings, unhealthy: effect.state.unhealthy, neighbours: effect.state.neighbours, moves: effect.state.moves });
+        return;
+      case 'wake':
+        this.wake?.cancel();
+        this.wake = effect.at === null ? null : this.sched.at(effect.at, this, () => this.step({ type: 'tick', now: 0 }));
+        return;
+      case 'sniff':
+        this.sniffing.clear();
+        for (const ip of effect.ips) this.sniffing.add(ip);
+        return;
+      case 'reannounce':
+        for (const ip of effect.ips) this.announce(ip);
+        return;
+      case 'follow-up': {
+        const generation = this.generation;
+        this.sched.after(this.resolved.announce.intervalMs, this, () => {
+          if (generation !== this.generation) return;
+          for (const ip of effect.ips) if (this.engine?.stateOf(ip) === 'held') this.announce(ip);
+        });
+        return;
+      }
+      case 'probe': {
+        const error = this.fail(this.faults.probe, 'EPERM');
+        if (error) return this.done(this.latency(), { op: effect.op, kind: 'probe', ok: false, error });
+        const found = new Map<string, string | null>();
+        for (const ip of effect.ips) {
+          const other = this.wire.holders(ip).find((h) => h !== this);
+          found.set(ip, other ? `mac-of-${other.name}` : null);
+        }
+        return this.done(effect.timeoutMs, { op: effect.op, kind: 'probe', ok: true, found, ms: effect.timeoutMs });
+      }
+      case 'bring-up': {
+        const addError = this.fail(this.faults.addAddress, 'EPERM');
+        if (addError) return this.done(this.latency(), { op: effect.op, kind: 'bring-up', ip: effect.ip, ok: false, step: 'add address', error: addError });
+        this.wire.add(this, effect.ip);
+        const listenError = this.fail(this.faults.startServices, 'EADDRINUSE');
+        if (listenError) {
+          this.wire.remove(this, effect.ip);
+          return this.done(this.latency(), { op: effect.op, kind: 'bring-up', ip: effect.ip, ok: false, step: 'start services', error: listenError });
+        }
+        return this.done(this.latency(), { op: effect.op, kind: 'bring-up', ip: effect.ip, ok: true });
+      }
+      case 'announce': {
+        const error = this.fail(this.faults.announce, 'ENETDOWN');
+        if (error) return this.done(this.latency(), { op: effect.op, kind: 'announce', ok: false, error });
+        for (const ip of effect.ips) this.announce(ip);
+        return this.done(this.latency(), { op: effect.op, kind: 'announce', ok: true });
+      }
+      case 'take-down':
+        this.wire.remove(this, effect.ip);
+        return this.done(this.latency(), { op: effect.op, kind: 'take-down', ip: effect.ip, ok: true });
+      case 'release': {
+        // Services drain and sessions end (or are reset); the address goes at the end.
+        const drain = this.rng.chance(0.8) ? this.rng.next() * 20 : this.rng.next() * MAX_RELEASE_MS;
+        const generation = this.generation;
+        this.sched.after(drain, this, () => {
+          if (generation !== this.generation) return;
+          this.wire.remove(this, effect.ip);
+          this.done(0, { op: effect.op, kind: 'release', ip: effect.ip, ok: true, drained: 0, reset: 0, lateReset: 0, timedOut: false, errors: [] });
+        });
+        return;
+      }
+      case 'restore': {
+        const error = this.fail(this.faults.addAddress, 'EPERM');
+        if (error) return this.done(this.latency(), { op: effect.op, kind: 'restore', ip: effect.ip, ok: false, error });
+        this.wire.add(this, effect.ip);
+        this.announce(effect.ip);
+        return this.done(this.latency(), { op: effect.op, kind: 'restore', ip: effect.ip, ok: true });
+      }
+    }
+  }
+
+  private announce(ip: string): void {
+    if (this.linkUp && this.wire.has(this, ip)) this.wire.claim(ip, this);
+  }
+}
