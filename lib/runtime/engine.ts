@@ -299,6 +299,7 @@ export class VipEngine {
       return;
     }
     if (this.health.expire(t)) this.publishDue = true;
+    this.rememberEpochs();
     // A live peer whose declaration we do not know yet (it just joined, or we just did) is left
     // out of the view, and what its heartbeats say it holds cannot be read: acquiring now could
     // take every VIP it holds (a joining standby did, 1,000 at once). Wait for its declaration.
@@ -340,6 +341,19 @@ export class VipEngine {
       }
     }
     if (acquisitions.length) this.startAcquisitions(acquisitions);
+  }
+
+  /**
+   * Epochs only grow: the highest epoch any node ever advertised for each of our VIPs is kept,
+   * so a takeover from a holder that died (whose holdings leave the view) or restarted still
+   * outbids its claim, and a clash after a merge is won by the newer claim.
+   */
+  private rememberEpochs(): void {
+    for (const peer of this.peers) {
+      for (const [ip, epoch] of peer.holdings) {
+        if (epoch > (this.lastKnownEpochs.get(ip) ?? 0) && this.slots.has(ip)) this.lastKnownEpochs.set(ip, epoch);
+      }
+    }
   }
 
   private electOptions(): ElectOptions {

@@ -55,13 +55,16 @@ export class SimNetwork {
   }
 
   transportFor(host: NetHost): PacketTransport {
+    let mine: TransportHandlers | null = null;
     return {
       open: async (handlers) => {
+        mine = handlers;
         host.handlers = handlers;
       },
       send: (packet, to, done) => this.send(host, packet, to, done),
       close: async () => {
-        host.handlers = null;
+        // A previous process's late close must not unplug the one that replaced it.
+        if (host.handlers === mine) host.handlers = null;
       },
     };
   }

@@ -41,8 +41,15 @@ export function report(failure: Campaign['failures'][number], nodes?: number): s
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { seeds: { type: 'string', default: '1000' }, seed: { type: 'string' }, nodes: { type: 'string' }, symmetric: { type: 'boolean', default: false } },
+    options: { seeds: { type: 'string', default: '1000' }, seed: { type: 'string' }, nodes: { type: 'string' }, symmetric: { type: 'boolean', default: false }, trace: { type: 'boolean', default: false } },
   });
+  if (values.trace && values.seed !== undefined) {
+    const schedule = drawSchedule(Number(values.seed), values.nodes ? Number(values.nodes) : undefined, { asymmetric: !values.symmetric });
+    console.log(describeSchedule(schedule));
+    const result = await simulate(schedule, { trace: (line) => console.log(line) });
+    for (const v of result.violations) console.log(`VIOLATION t=${v.at} ${v.invariant}: ${v.detail}`);
+    return;
+  }
   const nodes = values.nodes ? Number(values.nodes) : undefined;
   const first = values.seed !== undefined ? Number(values.seed) : 1;
   const count = values.seed !== undefined && values.seeds === '1000' ? 1 : Number(values.seeds);

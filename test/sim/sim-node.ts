@@ -82,6 +82,7 @@ export class SimNode implements NetHost, WireHost {
     this.closing = false;
     this.stalledUntil = 0;
     this.sniffing.clear();
+    this.unheardRemovals.clear();
     this.maxSeen.clear();
     this.heldEpochs.clear();
     this.published = new Map();
@@ -178,11 +179,18 @@ export class SimNode implements NetHost, WireHost {
     this.wire.remove(this, ip);
   }
 
+  /** Removals the process has not heard of yet (the watch event waits for the event loop). */
+  readonly unheardRemovals = new Set<string>();
+
   onAddressRemoved(ip: string): void {
     if (!this.engine) return;
-    // The addon's watch delivers the event through the event loop.
     const generation = this.generation;
-    this.sched.after(0, this, () => generation === this.generation && this.step({ type: 'address-removed', now: 0, ifname: this.ifname, address: ip }));
+    this.unheardRemovals.add(ip);
+    this.sched.after(0, this, () => {
+      if (generation !== this.generation) return;
+      this.unheardRemovals.delete(ip);
+      this.step({ type: 'address-removed', now: 0, ifname: this.ifname, address: ip });
+    });
   }
 
   onForeignClaim(ip: string, mac: string): void {

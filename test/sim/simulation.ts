@@ -49,7 +49,12 @@ export interface SimResult {
   packets: { delivered: number; dropped: number };
 }
 
-export async function simulate(schedule: Schedule): Promise<SimResult> {
+export interface SimOptions {
+  /** Hears one line per engine event (for --trace). */
+  trace?: (line: string) => void;
+}
+
+export async function simulate(schedule: Schedule, options: SimOptions = {}): Promise<SimResult> {
   const sched = new Scheduler();
   const rng = new Rng(schedule.seed ^ 0x9e3779b9);
   const net = new SimNetwork(sched, rng, 7946);
@@ -65,7 +70,12 @@ export async function simulate(schedule: Schedule): Promise<SimResult> {
   let cleanSince = 0;
 
   const observer: NodeObserver = {
-    afterReady(node, effects) {
+    afterReady(node, effects, events) {
+      if (options.trace) {
+        const t = sched.now.toFixed(1);
+        for (const e of events) if (e.name !== 'binding') options.trace(`${t} ${node.name} ${e.name} ${JSON.stringify(e.args[0], (k, v) => (k === 'flags' || k === 'error' ? undefined : v))}`);
+        for (const e of effects) if (e.type !== 'publish' && e.type !== 'wake' && e.type !== 'sniff') options.trace(`${t} ${node.name} effect ${JSON.stringify(e)}`);
+      }
       checkEpochs(node, effects);
       checkBindings(node);
       checkWire();
@@ -94,7 +104,7 @@ export async function simulate(schedule: Schedule): Promise<SimResult> {
       if (!info.local) continue;
       const state = engine.stateOf(info.address);
       if (state !== 'held' && state !== 'restoring') violate('binding only on its holder', `${node.name} has ${info.name} local in state ${state}`);
-      else if (state === 'held' && !wire.has(node, info.address)) violate('binding only on its holder', `${node.name} has ${info.name} local, but ${info.address} is not on its interface`);
+      else if (state === 'held' && !wire.has(node, info.address) && !node.unheardRemovals.has(info.address)) violate('binding only on its holder', `${node.name} has ${info.name} local, but ${info.address} is not on its interface`);
     }
   }
 
@@ -176,7 +186,15 @@ export async function simulate(schedule: Schedule): Promise<SimResult> {
   }
 
   const pending: Array<{ at: number; run: () => unknown }> = [];
-  const at = (time: number, run: () => unknown): void => void pending.push({ at: time, run });
+  // Every fault, even a momentary one (a foreign claim, a move), starts the calm period anew.
+  const at = (time: number, run: () => unknown): void =>
+    void pending.push({
+      at: time,
+      run: () => {
+        cleanSince = Infinity;
+        return run();
+      },
+    });
   // Nodes boot within the first 300 ms, in an order drawn from the seed.
   for (const node of byName.values()) at(rng.int(0, 300), () => node.boot());
   for (const f of schedule.faults) {
@@ -251,7 +269,7 @@ export async function simulate(schedule: Schedule): Promise<SimResult> {
   }
   pending.sort((a, b) => a.at - b.at);
   // Liveness is looked at every 50 ms of virtual time.
-  for (let t = 0; t <= END_MS; t += 50) at(t, checkLiveness);
+  for (let t = 0; t <= END_MS; t += 50) pending.push({ at: t, run: checkLiveness });
   pending.sort((a, b) => a.at - b.at);
 
   for (const item of pending) {
