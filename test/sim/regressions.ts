@@ -1,0 +1,17 @@
+/**
+ * Seeds that once found a bug, kept so the bug stays fixed. Each runs first in
+ * the simulation test; a new bug the campaign finds gets its seed added here
+ * with what it found.
+ */
+export const REGRESSION_SEEDS: Array<{ seed: number; nodes?: number; found: string }> = [
+  {
+    seed: 18,
+    found:
+      'epochs did not grow: n3 crashed holding 198.18.1.1 at epoch 1 and n2 took it over at epoch 1 again, because a dead ' +
+      "holder's holdings leave the view and a node remembered only its own epochs (fixed in VipEngine.rememberEpochs)",
+  },
+  {
+    seed: 20,
+    found: 'epochs did not grow after a graceful leave and a power loss: n3, n1 and n4 each acquired 198.18.1.1 at epoch 1 in turn',
+  },
+];

@@ -1,0 +1,156 @@
+// The engine driven directly: step() in, ready() out, time as a number. No
+// root, no addon, no sockets: every decision of the runtime can be checked
+// here, one input at a time.
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'eventemitter3';
+import { test } from 'node:test';
+import { declare, encodeDeclaration, resolveConfig, type ClusterConfig } from '../../lib/core';
+import { EngineDriver } from '../../lib/runtime/driver';
+import { VipEngine } from '../../lib/runtime/engine';
+import type { ClusterEvents, Effect, EngineInput, EnginePeer, OperationResult } from '../../lib/runtime/engine-io';
+import type { Clock, NetPort } from '../../lib/runtime/ports';
+import { DeclarationCache } from '../../lib/runtime/view-builder';
+import { nextState } from '../../lib/runtime/vip-lifecycle';
+
+const VIP = '198.18.1.1';
+
+function configOf(node: string, extra: Partial<ClusterConfig> = {}): ClusterConfig {
+  return {
+    node,
+    cluster: { id: 'unit', secret: 'sixteen bytes at least!', bind: node === 'n1' ? '198.18.0.10' : '198.18.0.11', peers: ['198.18.0.10', '198.18.0.11'] },
+    listeners: [`${VIP}:25`],
+    topology: [{ cidr: '198.18.1.0/24', interface: 'eth0' }],
+    timers: { heartbeatMs: 50, deadAfterMs: 200, holdDownMs: 500 },
+    probe: { timeoutMs: 10 },
+    ...extra,
+  };
+}
+
+function engineFor(node: string, extra: Partial<ClusterConfig> = {}): VipEngine {
+  const address = node === 'n1' ? '198.18.0.10' : '198.18.0.11';
+  const resolved = resolveConfig(configOf(node, extra), { hostname: node, interfaces: [{ name: 'eth0', up: true, addresses: [{ family: 4, address, prefix: 24 }] }] });
+  return new VipEngine(resolved, declare(resolved), new DeclarationCache(), { retryUnhealthyMs: 1000, declarationWaitMs: 3000 });
+}
+
+/** A peer as the membership would report it. */
+function peer(node: string, live: boolean, holdings: Array<[string, number]> = [], extra: Partial<ClusterConfig> = {}): EnginePeer {
+  const address = node === 'n1' ? '198.18.0.10' : '198.18.0.11';
+  const resolved = resolveConfig(configOf(node, extra), { hostname: node, interfaces: [{ name: 'eth0', up: true, addresses: [{ family: 4, address, prefix: 24 }] }] });
+  return { node, live, liveSince: 0, declaration: encodeDeclaration(declare(resolved)), holdings: new Map(holdings), unhealthy: new Set(), address, leaving: false, moves: new Map(), neighbours: [] };
+}
+
+function step(engine: VipEngine, input: EngineInput): Effect[] {
+  engine.step(input);
+  return engine.ready().effects;
+}
+
+/** Runs one acquisition of `engine` to its end, answering every operation with success. */
+function completeAcquisition(engine: VipEngine, effects: Effect[], now: number): Effect[] {
+  let pending = effects;
+  const all: Effect[] = [];
+  for (let i = 0; i < 10 && pending.length; i++) {
+    all.push(...pending);
+    const results: OperationResult[] = [];
+    for (const e of pending) {
+      if (e.type === 'probe') results.push({ op: e.op, kind: 'probe', ok: true, found: new Map(), ms: 10 });
+      if (e.type === 'bring-up') results.push({ op: e.op, kind: 'bring-up', ip: e.ip, ok: true });
+      if (e.type === 'announce') results.push({ op: e.op, kind: 'announce', ok: true });
+    }
+    pending = [];
+    for (const result of results) pending.push(...step(engine, { type: 'done', now, result }));
+  }
+  return all;
+}
+
+test('boot: nothing is acquired until one dead-after period has passed, then publish comes before probe, bring-up and announce', () => {
+  const engine = engineFor('n1');
+  const boot = step(engine, { type: 'start', now: 1000, links: [{ ifname: 'eth0', usable: true }] });
+  assert.deepEqual(boot.map((e) => e.type), ['publish', 'wake']);
+  assert.equal(boot.find((e) => e.type === 'wake')?.type === 'wake' && (boot.find((e) => e.type === 'wake') as { at: number }).at, 1201);
+  assert.equal(engine.stateOf(VIP), 'idle');
+  const settled = step(engine, { type: 'tick', now: 1201 });
+  assert.deepEqual(settled.map((e) => e.type), ['publish', 'probe', 'wake']);
+  assert.deepEqual(settled[2], { type: 'wake', at: null }, 'nothing left to wait for');
+  assert.equal(engine.stateOf(VIP), 'acquiring');
+  const publication = settled[0] as Extract<Effect, { type: 'publish' }>;
+  assert.deepEqual([...publication.state.holdings], [[VIP, 1]], 'claimed in heartbeats (and told to the reaper) before the address is added');
+  assert.deepEqual(publication.state.aliases, [{ ifname: 'eth0', cidr: `${VIP}/32` }]);
+  const all = completeAcquisition(engine, settled, 1215);
+  assert.deepEqual(all.map((e) => e.type).filter((t) => t !== 'publish' && t !== 'wake'), ['probe', 'bring-up', 'announce', 'follow-up', 'sniff']);
+  assert.equal(engine.stateOf(VIP), 'held');
+});
+
+test('a takeover outbids the epoch of a holder that died, whose holdings have left the view', () => {
+  const engine = engineFor('n2');
+  step(engine, { type: 'start', now: 0, links: [{ ifname: 'eth0', usable: true }] });
+  step(engine, { type: 'peers', now: 10, peers: [peer('n1', true, [[VIP, 7]])], change: { kind: 'up', node: 'n1', address: '198.18.0.10' } });
+  assert.equal(step(engine, { type: 'tick', now: 300 }).filter((e) => e.type === 'probe').length, 0, 'n1 holds it: n2 stays standby');
+  const effects = step(engine, { type: 'peers', now: 400, peers: [peer('n1', false, [[VIP, 7]])], change: { kind: 'down', node: 'n1', address: '198.18.0.10', reason: 'timeout' } });
+  const publication = effects.find((e) => e.type === 'publish') as Extract<Effect, { type: 'publish' }>;
+  assert.equal(publication.state.holdings.get(VIP), 8);
+});
+
+test('a failed listen gives the VIP up, marks it unhealthy for peers, and tries again after retryUnhealthyMs', () => {
+  const engine = engineFor('n1');
+  step(engine, { type: 'start', now: 0, links: [{ ifname: 'eth0', usable: true }] });
+  const probe = step(engine, { type: 'tick', now: 201 }).find((e) => e.type === 'probe') as Extract<Effect, { type: 'probe' }>;
+  const bringUp = step(engine, { type: 'done', now: 211, result: { op: probe.op, kind: 'probe', ok: true, found: new Map(), ms: 10 } }).find((e) => e.type === 'bring-up') as Extract<Effect, { type: 'bring-up' }>;
+  engine.step({ type: 'done', now: 212, result: { op: bringUp.op, kind: 'bring-up', ip: VIP, ok: false, step: 'start services', error: Object.assign(new Error('listen EADDRINUSE'), { code: 'EADDRINUSE' }) } });
+  const ready = engine.ready();
+  assert.equal(engine.stateOf(VIP), 'idle');
+  assert.deepEqual(ready.events.filter((e) => e.name === 'unhealthy').map((e) => e.args[0]), [{ ip: VIP, reason: 'listen-failed', detail: `start services for ${VIP} failed: listen EADDRINUSE` }]);
+  const publication = ready.effects.find((e) => e.type === 'publish') as Extract<Effect, { type: 'publish' }>;
+  assert.deepEqual([...publication.state.unhealthy], [VIP]);
+  assert.deepEqual(ready.effects.find((e) => e.type === 'wake'), { type: 'wake', at: 1213 });
+  assert.ok(step(engine, { type: 'tick', now: 1213 }).some((e) => e.type === 'probe'), 'retried once the back-off ended');
+});
+
+test('an address removed behind our back is restored; one that cannot be restored is released', () => {
+  const engine = engineFor('n1');
+  step(engine, { type: 'start', now: 0, links: [{ ifname: 'eth0', usable: true }] });
+  completeAcquisition(engine, step(engine, { type: 'tick', now: 201 }), 215);
+  const restore = step(engine, { type: 'address-removed', now: 300, ifname: 'eth0', address: VIP }).find((e) => e.type === 'restore') as Extract<Effect, { type: 'restore' }>;
+  assert.equal(engine.stateOf(VIP), 'restoring');
+  const after = step(engine, { type: 'done', now: 301, result: { op: restore.op, kind: 'restore', ip: VIP, ok: false, error: new Error('EPERM') } });
+  assert.equal(engine.stateOf(VIP), 'releasing', 'unhealthy here, so given up');
+  assert.ok(after.some((e) => e.type === 'release'));
+});
+
+test('the transition table refuses what no input may cause', () => {
+  assert.equal(nextState('idle', 'acquire', VIP), 'acquiring');
+  assert.throws(() => nextState('idle', 'release', VIP), /no transition 'release' from 'idle'/);
+  assert.throws(() => nextState('releasing', 'acquired', VIP), /no transition/);
+});
+
+test('a listener that throws is reported as an error event, and the VIP is still acquired', async () => {
+  const engine = engineFor('n1');
+  const added: string[] = [];
+  const fakeNet = {
+    addAddress: async (_i: string, cidr: string) => void added.push(cidr),
+    removeAddress: async () => undefined,
+    probeMany: async (_i: string, ips: string[]) => new Map(ips.map((ip) => [ip, null])),
+    announce: async () => ({ sent: 1 }),
+    arpAllHosts: async () => ({ sent: 0 }),
+    sniff: () => ({ close() {}, setAddresses() {} }),
+    tcpSockets: async () => [],
+    destroyTcpSockets: async () => ({ destroyed: 0, failed: 0 }),
+  } as unknown as NetPort;
+  let t = 0;
+  const clock: Clock = { now: () => t, wall: () => t, after: () => ({ cancel() {} }), soon: (fn) => void setImmediate(fn), sleep: async () => undefined };
+  const emitter = new EventEmitter<ClusterEvents>();
+  const errors: string[] = [];
+  emitter.on('acquired', () => {
+    throw new Error('listener bug');
+  });
+  emitter.on('error', (e) => void errors.push(`${e.operation}: ${e.error.message}`));
+  const driver = new EngineDriver(engine, fakeNet, clock, { publish() {} }, emitter, new Map([[VIP, []]]), { announceMode: 'request', announceCount: 1, announceIntervalMs: 0, sessionDrainMs: 0 });
+  driver.step({ type: 'start', links: [{ ifname: 'eth0', usable: true }] });
+  t = 201;
+  driver.step({ type: 'tick' });
+  for (let i = 0; i < 50 && engine.stateOf(VIP) !== 'held'; i++) await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(engine.stateOf(VIP), 'held');
+  assert.deepEqual(added, [`${VIP}/32`]);
+  assert.deepEqual(errors, ["'acquired' listener: listener bug"]);
+  driver.stop();
+});
