@@ -12,28 +12,16 @@
  * last ready(), so a burst of inputs (a heartbeat carrying several changes,
  * a batch of operations ending) costs one election.
  */
-import {
-  compareClaims,
-  elect,
-  explain,
-  plan,
-  vipState,
-  type Assignment,
-  type ClusterView,
-  type ElectOptions,
-  type Explanation,
-  type NodeDeclaration,
-  type ResolvedConfig,
-  type ResolvedVip,
-  type VipFlags,
-  type VipOutcome,
-} from '../core';
+import { elect, explain, plan, type Assignment, type ClusterView, type Explanation, type NodeDeclaration, type ResolvedConfig, type ResolvedVip, type VipOutcome } from '../core';
 import type { BindingInfo } from '../mta/types';
 import { bindingChanges, bindingInfos } from './binding-infos';
-import type { Effect, EngineEvent, EngineInput, EnginePeer, OperationResult, Publication, Ready } from './engine-io';
+import { betterClaimOn, declarationsDueBy, electOptions, knownHosts, outcomeEvents } from './election-inputs';
+import type { Effect, EngineEvent, EngineInput, EnginePeer, Publication, Ready } from './engine-io';
 import { HealthBook, type HealthProblem, type UnhealthyReason } from './health';
+import { OperatorMoves } from './operator-moves';
 import { buildView, type DeclarationCache } from './view-builder';
-import { isBusy, mayHaveAddress, nextState, type VipState, type VipTransition } from './vip-lifecycle';
+import { mayHaveAddress, isBusy, nextState, type VipState } from './vip-lifecycle';
+import { cidrOf, VipOperations, type OperationContext, type Slot } from './vip-operations';
 
 export interface EngineOptions {
   /** After a listen or address failure, the VIP is tried again this much later. */
@@ -41,33 +29,6 @@ export interface EngineOptions {
   /** Longest a live peer whose declaration has not arrived holds up acquisitions. */
   declarationWaitMs: number;
 }
-
-/** This node's side of one managed VIP. */
-interface Slot {
-  vip: ResolvedVip;
-  state: VipState;
-  epoch: number;
-}
-
-/** One interface's batch of acquisitions: one probe, one announcement. */
-interface Acquisition {
-  kind: 'acquire';
-  ifname: string;
-  ips: string[];
-  started: number;
-  probeMs: number;
-  found: ReadonlyMap<string, string | null>;
-  pending: Set<string>;
-  up: string[];
-  /** Addresses removed behind our back before the acquisition ended: restored once it ends. */
-  lost: Set<string>;
-}
-
-type Operation =
-  | Acquisition
-  | { kind: 'take-down'; ip: string }
-  | { kind: 'release'; ip: string; reason: string; detail: string }
-  | { kind: 'restore'; ip: string };
 
 export interface EngineVip {
   vip: ResolvedVip;
@@ -84,9 +45,8 @@ export class VipEngine {
   private readonly lastKnownEpochs = new Map<string, number>();
   private readonly knownNodes = new Set<string>();
   private readonly counts = new Map<string, number>();
-  private readonly operations = new Map<number, Operation>();
-  /** Operator moves issued on this node: ip → target node and a cluster-wide ordering number. */
-  private readonly moves = new Map<string, { node: string; seq: number }>();
+  private readonly operations: VipOperations;
+  private readonly moves = new OperatorMoves();
   /** Re-announcements due after a foreign claim: ip → time. */
   private readonly reannounceAt = new Map<string, number>();
   private readonly sniffed = new Map<string, string>();
@@ -95,8 +55,6 @@ export class VipEngine {
   private lastOutcomes = new Map<string, VipOutcome>();
   private bindingMap = new Map<string, BindingInfo>();
   private neighbours: Array<{ address: string; mac: string }> = [];
-  private lastMoveSeq = 0;
-  private nextOp = 1;
   private now = 0;
   private started = false;
   private closing = false;
@@ -119,6 +77,7 @@ export class VipEngine {
     this.node = config.node;
     this.knownNodes.add(this.node);
     for (const vip of config.vips) this.slots.set(vip.ip, { vip, state: 'idle', epoch: 0 });
+    this.operations = new VipOperations(this.operationContext());
     this.bindingMap = this.computeBindings(this.view(0));
   }
 
@@ -159,8 +118,12 @@ export class VipEngine {
         return;
       case 'link':
         return this.onLink(input.ifname, input.usable);
-      case 'address-removed':
-        return this.onAddressRemoved(input.ifname, input.address);
+      case 'address-removed': {
+        const slot = this.slots.get(input.address);
+        // Removed by someone else (an operator, a network manager): put back, or given up.
+        if (slot && slot.vip.interface === input.ifname && !this.closing) this.operations.addressLost(slot);
+        return;
+      }
       case 'foreign-claim':
         return this.onForeignClaim(input.address, input.mac, input.kind);
       case 'neighbours':
@@ -170,7 +133,7 @@ export class VipEngine {
         }
         return;
       case 'done':
-        return this.onDone(input.result);
+        return this.operations.done(input.result);
       case 'ready':
         return this.onReady(input.ip, input.ready, input.detail);
       case 'close':
@@ -191,23 +154,11 @@ export class VipEngine {
   move(ip: string, node: string | null, now: number, wallMs: number): { ip: string; node: string | null; from: string | null; seq: number } {
     if (!this.started) throw new Error('move: start() the cluster first');
     this.now = Math.max(this.now, now);
-    const outcome = this.assignment?.vips.get(ip);
-    if (node === null) {
-      this.moves.delete(ip);
-    } else {
-      if (!outcome) throw new Error(`move: no live node declares ${ip}`);
-      if (outcome.flags.broken) throw new Error(`move: ${ip} is BROKEN (${outcome.flags.broken.message}); fix the config first`);
-      if (outcome.follows) throw new Error(`move: ${ip} follows ${outcome.follows}; move ${outcome.follows} instead`);
-      if (!outcome.participants.includes(node)) {
-        throw new Error(`move: ${node} is not a live participant of ${ip} (participants: ${outcome.participants.join(', ') || 'none'})`);
-      }
-      this.lastMoveSeq = Math.max(wallMs, this.lastMoveSeq + 1);
-      this.moves.set(ip, { node, seq: this.lastMoveSeq });
-    }
+    const result = this.moves.move(ip, node, this.assignment?.vips.get(ip), wallMs);
     this.count('moves_total');
     this.publishDue = true;
     this.electionDue = true;
-    return { ip, node, from: outcome?.owner ?? null, seq: this.moves.get(ip)?.seq ?? 0 };
+    return result;
   }
 
   /** The effects to run and events to deliver since the last call; runs the election first when an input came. */
@@ -234,7 +185,7 @@ export class VipEngine {
 
   /** After close: true once every VIP is idle and no operation is in flight. */
   get quiescent(): boolean {
-    return this.operations.size === 0 && [...this.slots.values()].every((s) => s.state === 'idle');
+    return this.operations.idle && [...this.slots.values()].every((s) => s.state === 'idle');
   }
 
   isSettled(now: number): boolean {
@@ -280,11 +231,12 @@ export class VipEngine {
   /** The cluster as this node sees it at `now` (the election's input). */
   view(now: number): ClusterView {
     const unhealthy = this.health.unhealthy(this.config.vips);
-    return buildView(now, { node: this.node, declaration: this.declaration, liveSince: this.startedAt, holding: this.holdings(), unhealthy }, this.peers, this.cache, this.overrides());
+    const overrides = this.moves.inForce(this.node, this.peers);
+    return buildView(now, { node: this.node, declaration: this.declaration, liveSince: this.startedAt, holding: this.holdings(), unhealthy }, this.peers, this.cache, overrides);
   }
 
   explain(ip: string, now: number): Explanation | null {
-    return explain(this.view(now), ip, this.electOptions());
+    return explain(this.view(now), ip, electOptions(this.config, this.knownNodes, this.peers));
   }
 
   // --- the election ------------------------------------------------------------
@@ -294,7 +246,7 @@ export class VipEngine {
     if (this.closing) {
       // No more elections, but whatever is held goes, and sends still in flight here (a relay
       // waiting for a binding's new holder) must learn where their binding went.
-      for (const slot of this.slots.values()) if (slot.state === 'held') this.startRelease(slot, 'shutdown', 'cluster.close()');
+      for (const slot of this.slots.values()) if (slot.state === 'held') this.operations.release(slot, 'shutdown', 'cluster.close()');
       this.refreshBindings(this.view(t));
       return;
     }
@@ -303,13 +255,14 @@ export class VipEngine {
     // A live peer whose declaration we do not know yet (it just joined, or we just did) is left
     // out of the view, and what its heartbeats say it holds cannot be read: acquiring now could
     // take every VIP it holds (a joining standby did, 1,000 at once). Wait for its declaration.
-    this.declarationsDue = this.declarationsDueBy(t);
+    this.declarationsDue = declarationsDueBy(this.peers, t, this.options.declarationWaitMs);
     const settled = t >= this.settleUntil && this.declarationsDue === null;
     const view = this.view(t);
-    const assignment = elect(view, this.electOptions());
+    const assignment = elect(view, electOptions(this.config, this.knownNodes, this.peers));
     this.assignment = assignment;
-    if (settled) this.dropStaleMoves(assignment);
-    this.reportOutcomes(assignment);
+    if (settled && this.moves.dropStale(assignment)) this.publishDue = true;
+    for (const event of outcomeEvents(this.node, new Set(this.slots.keys()), this.lastOutcomes, assignment)) this.emit(event);
+    this.lastOutcomes = new Map(assignment.vips);
     this.refreshBindings(view);
 
     // Until settled (boot, link back up, after a stall) only releases go ahead.
@@ -323,7 +276,7 @@ export class VipEngine {
     // hears, by an order that needs no agreement on the view.
     for (const slot of this.slots.values()) {
       if (slot.state !== 'held') continue;
-      const clash = this.betterClaimOn(slot, view);
+      const clash = betterClaimOn(this.node, slot.vip, slot.epoch, view);
       if (clash) {
         this.count('clashes_total');
         this.emit({ name: 'conflict', args: [{ ip: slot.vip.ip, kind: 'clash', node: clash, message: `${clash} holds ${slot.vip.ip} with a better claim (epoch/preference/name): releasing` }] });
@@ -335,9 +288,10 @@ export class VipEngine {
       const slot = this.slots.get(action.ip);
       if (!slot || isBusy(slot.state)) continue;
       if (action.type === 'release') {
-        if (slot.state === 'held') this.startRelease(slot, action.reason, action.detail);
+        if (slot.state === 'held') this.operations.release(slot, action.reason, action.detail);
       } else if (slot.state === 'idle') {
         acquisitions.push({ slot, epoch: action.epoch });
+        this.lastKnownEpochs.set(action.ip, Math.max(action.epoch, this.lastKnownEpochs.get(action.ip) ?? 0));
       }
     }
     if (acquisitions.length) this.startAcquisitions(acquisitions);
@@ -356,260 +310,35 @@ export class VipEngine {
     }
   }
 
-  private electOptions(): ElectOptions {
-    const known = new Set(this.knownNodes);
-    // Configured peers we never heard from still count towards the majority.
-    const heard = new Set(this.peers.map((p) => p.address));
-    for (const peer of this.config.cluster.peers) {
-      if (peer.ip !== this.config.cluster.bind && !heard.has(peer.ip)) known.add(`unheard ${peer.ip}`);
-    }
-    return { holdDownMs: this.config.timers.holdDownMs, quorum: this.config.quorum ? { knownNodes: known } : null, rebalance: this.config.rebalance };
-  }
-
-  /** When the last live peer whose declaration is unknown stops holding up acquisitions, or null. */
-  private declarationsDueBy(t: number): number | null {
-    let due: number | null = null;
-    for (const peer of this.peers) {
-      if (!peer.live || peer.leaving || peer.declaration !== null) continue;
-      const until = peer.liveSince + this.options.declarationWaitMs;
-      if (until > t) due = Math.max(due ?? 0, until);
-    }
-    return due;
-  }
-
-  /** The pins in force: every live node's moves, the newest per VIP. */
-  private overrides(): Map<string, string> {
-    const newest = new Map<string, { node: string; seq: number; issuer: string }>();
-    const consider = (issuer: string, moves: ReadonlyMap<string, { node: string; seq: number }>): void => {
-      for (const [ip, move] of moves) {
-        const current = newest.get(ip);
-        if (!current || move.seq > current.seq || (move.seq === current.seq && issuer < current.issuer)) newest.set(ip, { ...move, issuer });
-      }
-    };
-    consider(this.node, this.moves);
-    for (const peer of this.peers) if (peer.live) consider(peer.node, peer.moves);
-    return new Map([...newest].map(([ip, m]) => [ip, m.node]));
-  }
-
-  /** Drops our pins whose target is no longer a live participant (they would pin nothing). */
-  private dropStaleMoves(assignment: Assignment): void {
-    for (const [ip, move] of this.moves) {
-      const outcome = assignment.vips.get(ip);
-      if (!outcome || !outcome.participants.includes(move.node)) {
-        this.moves.delete(ip);
-        this.publishDue = true;
-      }
-    }
-  }
-
-  /** The name of a live peer advertising `slot`'s VIP with a better claim than ours, if any. */
-  private betterClaimOn(slot: Slot, view: ClusterView): string | null {
-    const mine = { node: this.node, epoch: slot.epoch, preferred: slot.vip.preferred === this.node };
-    for (const n of view.nodes) {
-      if (n.node === this.node || !n.live) continue;
-      const epoch = n.holding.get(slot.vip.ip);
-      if (epoch === undefined) continue;
-      const theirs = n.declaration.vips.find((v) => v.ip === slot.vip.ip);
-      if (compareClaims({ node: n.node, epoch, preferred: theirs?.preferred === n.node }, mine) < 0) return n.node;
-    }
-    return null;
-  }
-
-  private reportOutcomes(assignment: Assignment): void {
-    for (const [ip, outcome] of assignment.vips) {
-      if (!this.slots.has(ip)) continue;
-      const before = this.lastOutcomes.get(ip);
-      if (!before || before.owner !== outcome.owner || before.rule !== outcome.rule || flagKey(before.flags) !== flagKey(outcome.flags)) {
-        this.emit({ name: 'state', args: [{ ip, state: vipState(outcome, this.node), owner: outcome.owner, rule: outcome.rule, flags: outcome.flags, previousOwner: before?.owner ?? null }] });
-        for (const kind of ['broken', 'conflict', 'unsafe'] as const) {
-          const evidence = outcome.flags[kind];
-          if (evidence && !before?.flags[kind]) this.emit({ name: 'conflict', args: [{ ip, kind, message: evidence.message }] });
-        }
-      }
-    }
-    this.lastOutcomes = new Map(assignment.vips);
-  }
-
-  // --- acquisitions ------------------------------------------------------------
-
-  /**
-   * Acquires VIPs in batches, one per interface: one probe call and one announcement per
-   * interface. A node taking over hundreds of VIPs would otherwise queue hundreds of probes
-   * and announcements on libuv's threads, one after another.
-   */
+  /** Overridable in the simulation's invariant tests (to show an invariant catches its fault). */
   private startAcquisitions(batch: Array<{ slot: Slot; epoch: number }>): void {
-    const byInterface = new Map<string, string[]>();
-    for (const { slot, epoch } of batch) {
-      this.transition(slot, 'acquire');
-      slot.epoch = epoch;
-      this.lastKnownEpochs.set(slot.vip.ip, Math.max(epoch, this.lastKnownEpochs.get(slot.vip.ip) ?? 0));
-      byInterface.set(slot.vip.interface, [...(byInterface.get(slot.vip.interface) ?? []), slot.vip.ip]);
-    }
-    // Claim them in our heartbeats (and tell the reaper) before any address is added: a peer
-    // that computed a different owner sees the claims and the epoch order settles it.
-    this.publishNow();
-    for (const [ifname, ips] of byInterface) {
-      const op = this.nextOp++;
-      const acquisition: Acquisition = { kind: 'acquire', ifname, ips, started: this.now, probeMs: 0, found: new Map(), pending: new Set(), up: [], lost: new Set() };
-      this.operations.set(op, acquisition);
-      if (this.config.probe.timeoutMs > 0) this.effects.push({ type: 'probe', op, ifname, ips, timeoutMs: this.config.probe.timeoutMs });
-      else this.bringUp(op, acquisition);
-    }
+    this.operations.acquire(batch);
   }
 
-  /** Listeners come up before the announcement moves clients here, so the first connection finds one. */
-  private bringUp(op: number, acquisition: Acquisition): void {
-    for (const ip of acquisition.ips) {
-      acquisition.pending.add(ip);
-      this.effects.push({ type: 'bring-up', op, ip, ifname: acquisition.ifname, cidr: this.cidr(ip) });
-    }
+  private operationContext(): OperationContext {
+    return {
+      config: this.config,
+      now: () => this.now,
+      slot: (ip) => this.slots.get(ip) as Slot,
+      transition: (slot, transition) => void (slot.state = nextState(slot.state, transition, slot.vip.ip)),
+      effect: (effect) => void this.effects.push(effect),
+      emit: (event) => this.emit(event),
+      count: (name, by) => this.count(name, by),
+      markUnhealthy: (ip, reason, detail) => this.markUnhealthy(ip, reason, detail),
+      publishNow: () => this.publishNow(),
+      publishSoon: () => void (this.publishDue = true),
+      bindingsChanged: () => this.refreshBindings(this.view(this.now)),
+      knownHosts: (family) => knownHosts(this.peers, family),
+    };
   }
 
-  private onDone(result: OperationResult): void {
-    const operation = this.operations.get(result.op);
-    if (!operation) return;
-    if (operation.kind === 'acquire') return this.onAcquisitionStep(result.op, operation, result);
-    this.operations.delete(result.op);
-    const slot = this.slots.get(operation.ip) as Slot;
-    if (operation.kind === 'take-down') {
-      this.transition(slot, 'acquire-failed');
-    } else if (operation.kind === 'release') {
-      if (result.kind === 'release' && result.ok) {
-        this.count('sessions_drained_total', result.drained);
-        this.count('sessions_reset_total', result.reset);
-        this.count('late_sessions_reset_total', result.lateReset);
-        if (result.timedOut) this.count('session_drain_timeouts_total');
-        for (const e of result.errors) this.emit({ name: 'error', args: [{ ip: operation.ip, operation: e.operation, error: e.error }] });
-      } else if (!result.ok) {
-        this.emit({ name: 'error', args: [{ ip: operation.ip, operation: 'release', error: result.error }] });
-      }
-      this.transition(slot, 'released');
-      this.count('releases_total');
-      this.publishDue = true;
-      this.emit({ name: 'released', args: [{ ip: operation.ip, reason: operation.reason, detail: operation.detail }] });
-    } else if (result.ok) {
-      this.transition(slot, 'restored');
-      this.count('addresses_restored_total');
-      this.emit({ name: 'address-restored', args: [{ ip: slot.vip.ip, interface: slot.vip.interface }] });
-    } else {
-      const detail = `${slot.vip.ip} was removed from ${slot.vip.interface} and could not be restored: ${result.error.message}`;
-      this.health.fail(slot.vip.ip, 'address-failed', detail, this.now + this.options.retryUnhealthyMs);
-      this.emit({ name: 'unhealthy', args: [{ ip: slot.vip.ip, reason: 'address-failed', detail }] });
-      this.emit({ name: 'error', args: [{ ip: slot.vip.ip, operation: 'restore address', error: result.error }] });
-      this.transition(slot, 'restore-failed');
-      this.publishDue = true;
-    }
-  }
-
-  private onAcquisitionStep(op: number, acquisition: Acquisition, result: OperationResult): void {
-    if (result.kind === 'probe') {
-      if (!result.ok) {
-        for (const ip of acquisition.ips) this.giveUp(ip, 'probe', result.error, false);
-        return this.endAcquisition(op);
-      }
-      acquisition.found = result.found;
-      acquisition.probeMs = result.ms;
-      return this.bringUp(op, acquisition);
-    }
-    if (result.kind === 'bring-up') {
-      acquisition.pending.delete(result.ip);
-      if (result.ok) acquisition.up.push(result.ip);
-      else {
-        // The driver already undid what it did; the VIP is free here again.
-        this.giveUp(result.ip, result.step, result.error, null);
-        this.transition(this.slots.get(result.ip) as Slot, 'acquire-failed');
-      }
-      if (acquisition.pending.size > 0) return;
-      if (acquisition.up.length === 0) return this.endAcquisition(op);
-      this.effects.push({ type: 'announce', op, ifname: acquisition.ifname, ips: [...acquisition.up] });
-      return;
-    }
-    if (result.kind !== 'announce') return;
-    if (!result.ok) {
-      for (const ip of acquisition.up) this.giveUp(ip, 'announce', result.error, true);
-      return this.endAcquisition(op);
-    }
-    for (const ip of acquisition.up) {
-      const slot = this.slots.get(ip) as Slot;
-      this.transition(slot, 'acquired');
-      this.count('acquisitions_total');
-      const probeFoundMac = acquisition.found.get(ip) ?? null;
-      if (probeFoundMac) {
-        // Someone still answered for the address: typically the dead holder's kernel (a crashed
-        // or stopped process leaves its alias behind). The election already decided; our
-        // announcement took the address over.
-        this.count('probe_conflicts_total');
-        this.emit({ name: 'conflict', args: [{ ip, kind: 'probe', mac: probeFoundMac, message: `${probeFoundMac} answered the probe for ${ip}; taken over as elected and announced` }] });
-      }
-      this.emit({
-        name: 'acquired',
-        args: [{ ip, epoch: slot.epoch, interface: acquisition.ifname, tookMs: round1(this.now - acquisition.started), probeMs: round1(acquisition.probeMs), probeFoundMac }],
-      });
-    }
-    const stillHeld = acquisition.up.filter((ip) => !acquisition.lost.has(ip));
-    this.endAcquisition(op);
-    for (const ip of acquisition.lost) if (this.slots.get(ip)?.state === 'held') this.startRestore(this.slots.get(ip) as Slot);
-    const family = this.slots.get(acquisition.ips[0] as string)?.vip.family ?? 4;
-    if (stillHeld.length) this.effects.push({ type: 'follow-up', ifname: acquisition.ifname, ips: stillHeld, extraHosts: this.config.announce.arpAllHosts ? this.peerNeighbours(family) : [] });
-  }
-
-  private endAcquisition(op: number): void {
-    this.operations.delete(op);
-    this.publishDue = true;
-    this.refreshBindings(this.view(this.now));
-  }
-
-  /**
-   * An acquisition failed at `step`: mark the VIP unhealthy here (peers take it). `takeDown`
-   * says what is left to undo: services and address (true), the address only (false), or
-   * nothing, the driver having undone it (null).
-   */
-  private giveUp(ip: string, step: string, error: Error, takeDown: boolean | null): void {
-    const reason: UnhealthyReason = step === 'start services' ? 'listen-failed' : step === 'announce' || step === 'probe' ? 'announce-failed' : 'address-failed';
-    const detail = `${step} for ${ip} failed: ${error.message}`;
+  private markUnhealthy(ip: string, reason: UnhealthyReason, detail: string): void {
     this.health.fail(ip, reason, detail, this.now + this.options.retryUnhealthyMs);
-    this.count('acquire_failures_total');
     this.emit({ name: 'unhealthy', args: [{ ip, reason, detail }] });
-    this.emit({ name: 'error', args: [{ ip, operation: `acquire (${step})`, error }] });
-    if (takeDown === null) return;
-    // Give the VIP up cleanly rather than hold an address nobody serves.
-    const op = this.nextOp++;
-    const slot = this.slots.get(ip) as Slot;
-    this.operations.set(op, { kind: 'take-down', ip });
-    this.effects.push({ type: 'take-down', op, ip, ifname: slot.vip.interface, cidr: this.cidr(ip), services: takeDown });
+    this.publishDue = true;
   }
 
-  // --- releases and restores -----------------------------------------------------
-
-  private startRelease(slot: Slot, reason: string, detail: string): void {
-    this.transition(slot, 'release');
-    const op = this.nextOp++;
-    this.operations.set(op, { kind: 'release', ip: slot.vip.ip, reason, detail });
-    // Outbound first: transports of a binding on this VIP close and sends in flight fail
-    // (retryable) before the address goes.
-    this.refreshBindings(this.view(this.now));
-    this.effects.push({ type: 'release', op, ip: slot.vip.ip, ifname: slot.vip.interface, cidr: this.cidr(slot.vip.ip) });
-  }
-
-  private startRestore(slot: Slot): void {
-    this.transition(slot, 'address-lost');
-    const op = this.nextOp++;
-    this.operations.set(op, { kind: 'restore', ip: slot.vip.ip });
-    this.effects.push({ type: 'restore', op, ip: slot.vip.ip, ifname: slot.vip.interface, cidr: this.cidr(slot.vip.ip) });
-  }
-
-  private onAddressRemoved(ifname: string, address: string): void {
-    const slot = this.slots.get(address);
-    if (!slot || slot.vip.interface !== ifname || this.closing) return;
-    if (slot.state === 'acquiring') {
-      // Removed between our add and the end of the acquisition: restore it once that ends.
-      for (const operation of this.operations.values()) if (operation.kind === 'acquire' && operation.ips.includes(address)) operation.lost.add(address);
-      return;
-    }
-    // Someone removed a VIP we hold (an operator, a network manager): put it back and tell
-    // the network again, or give the VIP up.
-    if (slot.state === 'held') this.startRestore(slot);
-  }
+  // --- other inputs ------------------------------------------------------------
 
   private onLink(ifname: string, usable: boolean): void {
     if (!this.health.setLink(ifname, usable)) return;
@@ -664,9 +393,9 @@ export class VipEngine {
     const state: Publication = {
       holdings: this.holdings(),
       unhealthy: this.health.unhealthy(this.config.vips),
-      moves: new Map(this.moves),
+      moves: new Map(this.moves.issued),
       neighbours: this.neighbours,
-      aliases: live.map((s) => ({ ifname: s.vip.interface, cidr: this.cidr(s.vip.ip) })),
+      aliases: live.map((s) => ({ ifname: s.vip.interface, cidr: cidrOf(s.vip) })),
     };
     this.effects.push({ type: 'publish', state });
   }
@@ -711,21 +440,6 @@ export class VipEngine {
     return bindingInfos(this.node, view, this.assignment, heldHere, this.config.bindings);
   }
 
-  /** Hosts our peers know (for arpAllHosts after a takeover), of one family. */
-  private peerNeighbours(family: 4 | 6): Array<{ address: string; mac: string }> {
-    const seen = new Set<string>();
-    const out: Array<{ address: string; mac: string }> = [];
-    for (const peer of this.peers) {
-      for (const n of peer.neighbours) {
-        const key = `${n.address} ${n.mac}`;
-        if (seen.has(key) || n.address.includes(':') !== (family === 6)) continue;
-        seen.add(key);
-        out.push({ address: n.address, mac: n.mac });
-      }
-    }
-    return out;
-  }
-
   /** No acquisitions for one dead-after period (releases still happen). */
   private resettle(): void {
     this.settleUntil = Math.max(Number.isFinite(this.settleUntil) ? this.settleUntil : 0, this.now + this.config.timers.deadAfterMs);
@@ -746,14 +460,6 @@ export class VipEngine {
     return out;
   }
 
-  private transition(slot: Slot, transition: VipTransition): void {
-    slot.state = nextState(slot.state, transition, slot.vip.ip);
-  }
-
-  private cidr(ip: string): string {
-    return `${ip}/${(this.slots.get(ip) as Slot).vip.prefix}`;
-  }
-
   private emit(event: EngineEvent): void {
     this.events.push(event);
   }
@@ -761,12 +467,4 @@ export class VipEngine {
   private count(name: string, by = 1): void {
     this.counts.set(name, (this.counts.get(name) ?? 0) + by);
   }
-}
-
-function round1(ms: number): number {
-  return Math.round(ms * 10) / 10;
-}
-
-function flagKey(flags: VipFlags): string {
-  return `${flags.conflict ? 'c' : ''}${flags.unsafe ? 'u' : ''}${flags.broken ? 'b' : ''}`;
 }

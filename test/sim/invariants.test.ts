@@ -3,12 +3,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { VipEngine } from '../../lib/runtime/engine';
+import { VipOperations } from '../../lib/runtime/vip-operations';
 import { drawSchedule, type Schedule } from './schedule';
 import { simulate } from './simulation';
 
-/** Replaces one VipEngine method for the duration of `body`. */
-async function withBrokenEngine(method: string, replacement: (this: unknown, ...args: unknown[]) => unknown, body: () => Promise<void>): Promise<void> {
-  const proto = VipEngine.prototype as unknown as Record<string, unknown>;
+/** Replaces one method of the engine (or of its operations) for the duration of `body`. */
+async function withBrokenEngine(method: string, replacement: (this: unknown, ...args: unknown[]) => unknown, body: () => Promise<void>, of: { prototype: object } = VipEngine): Promise<void> {
+  const proto = of.prototype as unknown as Record<string, unknown>;
   const original = proto[method];
   proto[method] = replacement;
   try {
@@ -24,10 +25,15 @@ calm.vips = calm.vips.map((v) => ({ ...v, declarers: [...calm.nodes], brokenBy: 
 test('without releases to a better claim, a partition heal leaves two holders and the one-holder invariant says so', async () => {
   const schedule: Schedule = { ...calm, faults: [{ at: 1000, kind: 'partition', sides: [['n1'], ['n2', 'n3']], until: 2500 }] };
   assert.deepEqual((await simulate(schedule)).violations, []);
-  await withBrokenEngine('startRelease', function () {}, async () => {
-    const result = await simulate(schedule);
-    assert.ok(result.violations.some((v) => v.invariant === 'one holder'), JSON.stringify(result.violations));
-  });
+  await withBrokenEngine(
+    'release',
+    function () {},
+    async () => {
+      const result = await simulate(schedule);
+      assert.ok(result.violations.some((v) => v.invariant === 'one holder'), JSON.stringify(result.violations));
+    },
+    VipOperations,
+  );
 });
 
 test('without remembered epochs, a takeover after a crash reuses an epoch and the epoch invariant says so', async () => {

@@ -1,0 +1,254 @@
+/**
+ * The operations the engine starts on a VIP, each a short sequence of effects
+ * whose results come back through step({ type: 'done' }):
+ *
+ *   acquire  publish the claim → probe (one per interface batch) → bring up
+ *            (address, then services) each VIP → announce the batch → held
+ *   give up  take down what an acquisition had done (services, address)
+ *   release  drain services and sessions, remove the address → idle
+ *   restore  put back an address removed behind our back, announce it
+ *
+ * The engine decides which VIPs to acquire or release; this file only knows
+ * the steps of each, and what a failed step means for the VIP.
+ */
+import type { ResolvedConfig, ResolvedVip } from '../core';
+import type { Effect, EngineEvent, OperationResult } from './engine-io';
+import type { UnhealthyReason } from './health';
+import type { VipState, VipTransition } from './vip-lifecycle';
+
+/** This node's side of one managed VIP. */
+export interface Slot {
+  vip: ResolvedVip;
+  state: VipState;
+  epoch: number;
+}
+
+/** What the operations need from the engine. */
+export interface OperationContext {
+  readonly config: ResolvedConfig;
+  now(): number;
+  slot(ip: string): Slot;
+  transition(slot: Slot, transition: VipTransition): void;
+  effect(effect: Effect): void;
+  emit(event: EngineEvent): void;
+  count(name: string, by?: number): void;
+  /** Marks `ip` unhealthy here until the retry back-off ends (peers elect someone else). */
+  markUnhealthy(ip: string, reason: UnhealthyReason, detail: string): void;
+  /** Tells peers and the reaper now (before the effects that follow). */
+  publishNow(): void;
+  publishSoon(): void;
+  bindingsChanged(): void;
+  /** Hosts peers know, for unicast ARP after a takeover. */
+  knownHosts(family: 4 | 6): Array<{ address: string; mac: string }>;
+}
+
+/** One interface's batch of acquisitions: one probe, one announcement. */
+interface Acquisition {
+  kind: 'acquire';
+  ifname: string;
+  ips: string[];
+  started: number;
+  probeMs: number;
+  found: ReadonlyMap<string, string | null>;
+  pending: Set<string>;
+  up: string[];
+  /** Addresses removed behind our back before the acquisition ended: restored once it ends. */
+  lost: Set<string>;
+}
+
+type Operation = Acquisition | { kind: 'take-down'; ip: string } | { kind: 'release'; ip: string; reason: string; detail: string } | { kind: 'restore'; ip: string };
+
+export class VipOperations {
+  private readonly inFlight = new Map<number, Operation>();
+  private nextOp = 1;
+
+  constructor(private readonly ctx: OperationContext) {}
+
+  get idle(): boolean {
+    return this.inFlight.size === 0;
+  }
+
+  /**
+   * Acquires VIPs in batches, one per interface: one probe call and one announcement per
+   * interface. A node taking over hundreds of VIPs would otherwise queue hundreds of probes
+   * and announcements on libuv's threads, one after another.
+   */
+  acquire(batch: Array<{ slot: Slot; epoch: number }>): void {
+    const byInterface = new Map<string, string[]>();
+    for (const { slot, epoch } of batch) {
+      this.ctx.transition(slot, 'acquire');
+      slot.epoch = epoch;
+      byInterface.set(slot.vip.interface, [...(byInterface.get(slot.vip.interface) ?? []), slot.vip.ip]);
+    }
+    // Claim them in our heartbeats (and tell the reaper) before any address is added: a peer
+    // that computed a different owner sees the claims and the epoch order settles it.
+    this.ctx.publishNow();
+    const timeoutMs = this.ctx.config.probe.timeoutMs;
+    for (const [ifname, ips] of byInterface) {
+      const op = this.nextOp++;
+      const acquisition: Acquisition = { kind: 'acquire', ifname, ips, started: this.ctx.now(), probeMs: 0, found: new Map(), pending: new Set(), up: [], lost: new Set() };
+      this.inFlight.set(op, acquisition);
+      if (timeoutMs > 0) this.ctx.effect({ type: 'probe', op, ifname, ips, timeoutMs });
+      else this.bringUp(op, acquisition);
+    }
+  }
+
+  release(slot: Slot, reason: string, detail: string): void {
+    this.ctx.transition(slot, 'release');
+    const op = this.nextOp++;
+    this.inFlight.set(op, { kind: 'release', ip: slot.vip.ip, reason, detail });
+    // Outbound first: transports of a binding on this VIP close and sends in flight fail
+    // (retryable) before the address goes.
+    this.ctx.bindingsChanged();
+    this.ctx.effect({ type: 'release', op, ip: slot.vip.ip, ifname: slot.vip.interface, cidr: cidrOf(slot.vip) });
+  }
+
+  /** The address of a VIP left our interface: restored now if held, or once its acquisition ends. */
+  addressLost(slot: Slot): void {
+    if (slot.state === 'acquiring') {
+      for (const operation of this.inFlight.values()) if (operation.kind === 'acquire' && operation.ips.includes(slot.vip.ip)) operation.lost.add(slot.vip.ip);
+    } else if (slot.state === 'held') {
+      this.restore(slot);
+    }
+  }
+
+  done(result: OperationResult): void {
+    const operation = this.inFlight.get(result.op);
+    if (!operation) return;
+    if (operation.kind === 'acquire') return this.acquisitionStep(result.op, operation, result);
+    this.inFlight.delete(result.op);
+    const slot = this.ctx.slot(operation.ip);
+    if (operation.kind === 'take-down') return this.ctx.transition(slot, 'acquire-failed');
+    if (operation.kind === 'release') return this.released(slot, operation, result);
+    if (result.ok) {
+      this.ctx.transition(slot, 'restored');
+      this.ctx.count('addresses_restored_total');
+      this.ctx.emit({ name: 'address-restored', args: [{ ip: slot.vip.ip, interface: slot.vip.interface }] });
+      return;
+    }
+    const detail = `${slot.vip.ip} was removed from ${slot.vip.interface} and could not be restored: ${result.error.message}`;
+    this.ctx.markUnhealthy(slot.vip.ip, 'address-failed', detail);
+    this.ctx.emit({ name: 'error', args: [{ ip: slot.vip.ip, operation: 'restore address', error: result.error }] });
+    this.ctx.transition(slot, 'restore-failed');
+  }
+
+  private released(slot: Slot, operation: { ip: string; reason: string; detail: string }, result: OperationResult): void {
+    if (result.kind === 'release' && result.ok) {
+      this.ctx.count('sessions_drained_total', result.drained);
+      this.ctx.count('sessions_reset_total', result.reset);
+      this.ctx.count('late_sessions_reset_total', result.lateReset);
+      if (result.timedOut) this.ctx.count('session_drain_timeouts_total');
+      for (const e of result.errors) this.ctx.emit({ name: 'error', args: [{ ip: operation.ip, operation: e.operation, error: e.error }] });
+    } else if (!result.ok) {
+      this.ctx.emit({ name: 'error', args: [{ ip: operation.ip, operation: 'release', error: result.error }] });
+    }
+    this.ctx.transition(slot, 'released');
+    this.ctx.count('releases_total');
+    this.ctx.publishSoon();
+    this.ctx.emit({ name: 'released', args: [{ ip: operation.ip, reason: operation.reason, detail: operation.detail }] });
+  }
+
+  private restore(slot: Slot): void {
+    this.ctx.transition(slot, 'address-lost');
+    const op = this.nextOp++;
+    this.inFlight.set(op, { kind: 'restore', ip: slot.vip.ip });
+    this.ctx.effect({ type: 'restore', op, ip: slot.vip.ip, ifname: slot.vip.interface, cidr: cidrOf(slot.vip) });
+  }
+
+  /** Listeners come up before the announcement moves clients here, so the first connection finds one. */
+  private bringUp(op: number, acquisition: Acquisition): void {
+    for (const ip of acquisition.ips) {
+      acquisition.pending.add(ip);
+      this.ctx.effect({ type: 'bring-up', op, ip, ifname: acquisition.ifname, cidr: cidrOf(this.ctx.slot(ip).vip) });
+    }
+  }
+
+  private acquisitionStep(op: number, acquisition: Acquisition, result: OperationResult): void {
+    if (result.kind === 'probe') {
+      if (!result.ok) {
+        for (const ip of acquisition.ips) this.giveUp(ip, 'probe', result.error, false);
+        return this.endAcquisition(op);
+      }
+      acquisition.found = result.found;
+      acquisition.probeMs = result.ms;
+      return this.bringUp(op, acquisition);
+    }
+    if (result.kind === 'bring-up') {
+      acquisition.pending.delete(result.ip);
+      if (result.ok) acquisition.up.push(result.ip);
+      else {
+        // The driver already undid what it did; the VIP is free here again.
+        this.giveUp(result.ip, result.step, result.error, null);
+        this.ctx.transition(this.ctx.slot(result.ip), 'acquire-failed');
+      }
+      if (acquisition.pending.size > 0) return;
+      if (acquisition.up.length === 0) return this.endAcquisition(op);
+      this.ctx.effect({ type: 'announce', op, ifname: acquisition.ifname, ips: [...acquisition.up] });
+      return;
+    }
+    if (result.kind !== 'announce') return;
+    if (!result.ok) {
+      for (const ip of acquisition.up) this.giveUp(ip, 'announce', result.error, true);
+      return this.endAcquisition(op);
+    }
+    this.acquired(acquisition);
+    this.endAcquisition(op);
+    for (const ip of acquisition.lost) {
+      const slot = this.ctx.slot(ip);
+      if (slot.state === 'held') this.restore(slot);
+    }
+    const stillHeld = acquisition.up.filter((ip) => !acquisition.lost.has(ip));
+    const family = this.ctx.slot(acquisition.ips[0] as string).vip.family;
+    if (stillHeld.length) this.ctx.effect({ type: 'follow-up', ifname: acquisition.ifname, ips: stillHeld, extraHosts: this.ctx.config.announce.arpAllHosts ? this.ctx.knownHosts(family) : [] });
+  }
+
+  private acquired(acquisition: Acquisition): void {
+    for (const ip of acquisition.up) {
+      const slot = this.ctx.slot(ip);
+      this.ctx.transition(slot, 'acquired');
+      this.ctx.count('acquisitions_total');
+      const probeFoundMac = acquisition.found.get(ip) ?? null;
+      if (probeFoundMac) {
+        // Someone still answered for the address: typically the dead holder's kernel (a crashed
+        // or stopped process leaves its alias behind). The election already decided; our
+        // announcement took the address over.
+        this.ctx.count('probe_conflicts_total');
+        this.ctx.emit({ name: 'conflict', args: [{ ip, kind: 'probe', mac: probeFoundMac, message: `${probeFoundMac} answered the probe for ${ip}; taken over as elected and announced` }] });
+      }
+      const tookMs = round1(this.ctx.now() - acquisition.started);
+      this.ctx.emit({ name: 'acquired', args: [{ ip, epoch: slot.epoch, interface: acquisition.ifname, tookMs, probeMs: round1(acquisition.probeMs), probeFoundMac }] });
+    }
+  }
+
+  private endAcquisition(op: number): void {
+    this.inFlight.delete(op);
+    this.ctx.publishSoon();
+    this.ctx.bindingsChanged();
+  }
+
+  /**
+   * An acquisition failed at `step`: mark the VIP unhealthy here (peers take it). `takeDown`
+   * says what is left to undo: services and address (true), the address only (false), or
+   * nothing, the driver having undone it (null).
+   */
+  private giveUp(ip: string, step: string, error: Error, takeDown: boolean | null): void {
+    const reason: UnhealthyReason = step === 'start services' ? 'listen-failed' : step === 'announce' || step === 'probe' ? 'announce-failed' : 'address-failed';
+    this.ctx.markUnhealthy(ip, reason, `${step} for ${ip} failed: ${error.message}`);
+    this.ctx.count('acquire_failures_total');
+    this.ctx.emit({ name: 'error', args: [{ ip, operation: `acquire (${step})`, error }] });
+    if (takeDown === null) return;
+    // Give the VIP up cleanly rather than hold an address nobody serves.
+    const op = this.nextOp++;
+    const slot = this.ctx.slot(ip);
+    this.inFlight.set(op, { kind: 'take-down', ip });
+    this.ctx.effect({ type: 'take-down', op, ip, ifname: slot.vip.interface, cidr: cidrOf(slot.vip), services: takeDown });
+  }
+}
+
+export function cidrOf(vip: ResolvedVip): string {
+  return `${vip.ip}/${vip.prefix}`;
+}
+
+function round1(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
