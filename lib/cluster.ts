@@ -106,7 +106,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       secret: cluster.secret,
       bind: cluster.bind,
       port: cluster.port,
-      peers: cluster.peers.map((p) => (p.ip.includes(':') ? `[${p.ip}]:${p.port}` : `${p.ip}:${p.port}`)),
+      peers: cluster.peers.map((p) => ({ address: p.ip, port: p.port })),
       ...(cluster.multicast ? { multicast: cluster.multicast } : {}),
       heartbeatMs: this.config.timers.heartbeatMs,
       deadAfterMs: this.config.timers.deadAfterMs,

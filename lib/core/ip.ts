@@ -1,5 +1,7 @@
 /**
- * IP address parsing for the config and the election.
+ * The one IP module: parsing and canonical spelling for the config, the
+ * election, the transport (lib/transport/address.ts builds on it), the addon's
+ * argument checks (lib/net/address.ts) and the MTA plugins.
  *
  * Every IP that enters the core is turned into one canonical text form (IPv4
  * dotted quad without leading zeros, IPv6 as RFC 5952 lower-case with the
@@ -220,4 +222,30 @@ export function formatHostPort(ip: ParsedIp | string, port: number): string {
 export function isMulticast(ip: ParsedIp): boolean {
   const first = ip.bytes[0] as number;
   return ip.family === 4 ? first >= 224 && first <= 239 : first === 0xff;
+}
+
+/**
+ * An address with an optional zone ("fe80::1%eth0", as a link-local peer or bind address is
+ * written); null when the part before the zone is not an address, or a zone follows IPv4.
+ */
+export function parseZonedIp(input: string): { ip: ParsedIp; zone: string } | null {
+  if (typeof input !== 'string') return null;
+  const percent = input.indexOf('%');
+  const ip = parseIp(percent < 0 ? input : input.slice(0, percent));
+  const zone = percent < 0 ? '' : input.slice(percent + 1);
+  if (!ip || (percent >= 0 && (zone === '' || ip.family === 4))) return null;
+  return { ip, zone };
+}
+
+/**
+ * The address a client connected from or to, as a VIP is spelled: canonical, and an
+ * IPv4-mapped IPv6 address (how a wildcard IPv6 socket reports an IPv4 peer) as IPv4.
+ * Input that is no address comes back lower-cased, so it still compares as a non-match.
+ */
+export function clientIp(input: string): string {
+  const ip = parseIp(input);
+  if (!ip) return String(input).toLowerCase();
+  const b = ip.bytes;
+  if (ip.family === 6 && b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  return ip.text;
 }

@@ -6,6 +6,7 @@
 
 import EventEmitter from 'eventemitter3';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import { formatHostPort } from '../core/ip';
 import type { VipService } from './types';
 
 /** Builds a fresh, not yet listening SMTPServer. Called once per start(). */
@@ -228,8 +229,4 @@ export function describeListenError(err: NodeJS.ErrnoException, ip: string, port
   out.address = ip;
   out.port = port;
   return out;
-}
-
-function formatHostPort(ip: string, port: number): string {
-  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
 }

@@ -1,9 +1,10 @@
 /**
- * Parsing and checking of IP addresses and CIDRs given to lib/net, so bad
- * input fails with a TypeError/RangeError naming the function and argument
- * before any syscall.
+ * Checking of IP addresses and CIDRs given to lib/net, so bad input fails
+ * with a TypeError/RangeError naming the function and argument before any
+ * syscall. What is an address is lib/core's one IP module's answer; the
+ * address goes to the addon as the caller spelled it (results are keyed by it).
  */
-import { isIP } from 'node:net';
+import { parseIp } from '../core/ip';
 
 export interface ParsedAddress { family: 4 | 6; address: string }
 export interface ParsedCidr extends ParsedAddress { prefix: number }
@@ -13,11 +14,11 @@ export function parseAddress(fn: string, arg: string, value: unknown): ParsedAdd
   if (typeof value !== 'string') {
     throw new TypeError(`${fn}: ${arg} must be a string IP address, got ${describe(value)}`);
   }
-  const family = isIP(value);
-  if (family !== 4 && family !== 6 || value.includes('%')) {
+  const parsed = parseIp(value);
+  if (!parsed) {
     throw new TypeError(`${fn}: ${arg} ${JSON.stringify(value)} is not an IPv4 or IPv6 address, e.g. 198.51.100.7 or 2001:db8::7`);
   }
-  return { family, address: value };
+  return { family: parsed.family, address: value };
 }
 
 /** "198.51.100.7/32" or "2001:db8::7/128": the prefix is required. */
@@ -28,8 +29,8 @@ export function parseCidr(fn: string, arg: string, value: unknown): ParsedCidr {
   const slash = value.lastIndexOf('/');
   const address = slash < 0 ? value : value.slice(0, slash);
   const prefixText = slash < 0 ? '' : value.slice(slash + 1);
-  const family = isIP(address);
-  if ((family !== 4 && family !== 6) || address.includes('%') || !/^\d{1,3}$/.test(prefixText)) {
+  const family = parseIp(address)?.family;
+  if (family === undefined || !/^\d{1,3}$/.test(prefixText)) {
     throw new TypeError(
       `${fn}: ${arg} ${JSON.stringify(value)} is not an IPv4 or IPv6 address with a prefix, e.g. 198.51.100.7/32 or 2001:db8::7/128`,
     );

@@ -3,6 +3,7 @@
 // (from the shared state file).
 
 import type { VipCluster } from '../cluster';
+import { clientIp } from '../core/ip';
 import type { BindingInfo } from '../mta/types';
 import type { ListenerGateState, SharedStateReader, SharedStateWriter } from './shared-state';
 
@@ -78,11 +79,8 @@ export class FileBindingView implements BindingView {
   }
 }
 
-/** '::ffff:198.51.100.7' (a wildcard IPv6 socket's view of an IPv4 client) -> '198.51.100.7'; IPv6 lower-cased. */
-export function normalizeIp(ip: string): string {
-  const lower = ip.toLowerCase();
-  return lower.startsWith('::ffff:') && lower.includes('.') ? lower.slice(7) : lower;
-}
+/** '::ffff:198.51.100.7' (a wildcard IPv6 socket's view of an IPv4 client) -> '198.51.100.7'; IPv6 canonical (see core/ip). */
+export const normalizeIp = clientIp;
 
 /**
  * The binding once it has a holder and is not BROKEN (asking the view every

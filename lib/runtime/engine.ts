@@ -281,6 +281,10 @@ export class VipEngine {
         this.count('clashes_total');
         this.emit({ name: 'conflict', args: [{ ip: slot.vip.ip, kind: 'clash', node: clash, message: `${clash} holds ${slot.vip.ip} with a better claim (epoch/preference/name): releasing` }] });
         actions.unshift({ type: 'release', ip: slot.vip.ip, reason: 'clash', detail: `${clash} has a better claim` });
+      } else if (assignment.vips.get(slot.vip.ip)?.owner === this.node && heldElsewhere(view, this.node, slot.vip.ip)) {
+        // We keep it and the other holder yields, but clients may have followed its last
+        // announcement (made while we could not hear it): say so last, once it has released.
+        this.reannounceSoon(slot.vip.ip);
       }
     }
     const acquisitions: Array<{ slot: Slot; epoch: number }> = [];
@@ -345,8 +349,12 @@ export class VipEngine {
     this.count('link_changes_total');
     // Back from a dead link we know nothing current about the peers (they timed out here
     // while we were cut off): listen one dead-after period before acquiring, as at boot.
-    if (usable) this.resettle();
-    else for (const slot of this.slots.values()) if (slot.vip.interface === ifname) this.emit({ name: 'unhealthy', args: [{ ip: slot.vip.ip, reason: 'link-down', detail: `link ${ifname} is down` }] });
+    if (usable) {
+      this.resettle();
+      // Announcements made while the link was down went nowhere, and clients may have followed
+      // another node's meanwhile.
+      for (const slot of this.slots.values()) if (slot.vip.interface === ifname && slot.state === 'held') this.reannounceAt.set(slot.vip.ip, this.now);
+    } else for (const slot of this.slots.values()) if (slot.vip.interface === ifname) this.emit({ name: 'unhealthy', args: [{ ip: slot.vip.ip, reason: 'link-down', detail: `link ${ifname} is down` }] });
     this.publishDue = true;
   }
 
@@ -365,7 +373,12 @@ export class VipEngine {
     if (!slot || slot.state !== 'held') return;
     this.count('wire_conflicts_total');
     this.emit({ name: 'conflict', args: [{ ip: address, kind: 'on-wire', mac, message: `${mac} sent ${kind} for ${address}, which this node holds` }] });
-    if (!this.reannounceAt.has(address)) this.reannounceAt.set(address, this.now + 2 * this.config.timers.heartbeatMs);
+    this.reannounceSoon(address);
+  }
+
+  /** Re-announces `ip` two heartbeats from now (once the clash has settled), unless already due. */
+  private reannounceSoon(ip: string): void {
+    if (!this.reannounceAt.has(ip)) this.reannounceAt.set(ip, this.now + 2 * this.config.timers.heartbeatMs);
   }
 
   /** Re-announcements whose time has come: after a foreign claim, and the periodic ones. */
@@ -467,4 +480,9 @@ export class VipEngine {
   private count(name: string, by = 1): void {
     this.counts.set(name, (this.counts.get(name) ?? 0) + by);
   }
+}
+
+/** True when a live node other than `self` advertises holding `ip`. */
+function heldElsewhere(view: ClusterView, self: string, ip: string): boolean {
+  return view.nodes.some((n) => n.node !== self && n.live && n.holding.has(ip));
 }

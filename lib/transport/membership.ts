@@ -81,7 +81,7 @@ export interface MembershipOptions {
    * Unicast peers: 'ip' | 'ip:port' | '[v6]:port'. May include this node's own endpoint (`bind`
    * and `port`), which is left out, so all nodes can share one list.
    */
-  peers?: string[];
+  peers?: Array<string | Endpoint>;
   /** Multicast group (e.g. '239.255.0.1' or 'ff02::1:7946'), on the same port. */
   multicast?: string;
   /**
@@ -632,7 +632,8 @@ export class Membership extends EventEmitter {
     this.counter.add('documents_completed');
     this.refreshView(record);
     if (chunk.kind === DocumentKind.Neighbours) this.emit('neighbours', this.viewOf(record));
-    else if (record.live) this.emit('change', this.viewOf(record));
+    // Also for a peer that is not live: its holdings' epochs are what a takeover must outbid.
+    else this.emit('change', this.viewOf(record));
   }
 
   /** Stores a verified document; false when its content does not decode. */

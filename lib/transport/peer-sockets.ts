@@ -11,7 +11,7 @@
  * arrive on its connected socket: every socket here feeds the same receive path.
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { canonicalIp } from '../core/ip';
+import { canonicalIp, formatHostPort } from '../core/ip';
 import type { Endpoint } from './address';
 
 /**
@@ -114,7 +114,7 @@ export function endpointKey(address: string, port: number): string {
 }
 
 function formatEndpoint(peer: Endpoint): string {
-  return peer.address.includes(':') ? `[${peer.address}]:${peer.port}` : `${peer.address}:${peer.port}`;
+  return formatHostPort(peer.address, peer.port);
 }
 
 /** Runs a callback-style socket operation, turning an 'error' emitted meanwhile into a rejection. */

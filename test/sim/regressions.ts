@@ -14,4 +14,17 @@ export const REGRESSION_SEEDS: Array<{ seed: number; nodes?: number; found: stri
     seed: 20,
     found: 'epochs did not grow after a graceful leave and a power loss: n3, n1 and n4 each acquired 198.18.1.1 at epoch 1 in turn',
   },
+  {
+    seed: 19752,
+    found:
+      'clients kept pointing at the loser of a clash: n1 took 198.18.1.2 while n2 was stopped (SIGSTOP) with its link down, ' +
+      'n2 woke, kept it as the better claim, and never announced it again (fixed: the winner of a clash, and a holder whose link ' +
+      'comes back, re-announce)',
+  },
+  {
+    seed: 19816,
+    found:
+      "under 90% loss n3 acquired 198.18.1.1 at epoch 4 though it had heard epoch 4: the holdings document of a peer that was not " +
+      "live completed without a 'change' event, so the engine never saw those epochs (fixed in Membership.onChunk)",
+  },
 ];

@@ -102,7 +102,7 @@ export class SimNode implements NetHost, WireHost {
       secret: this.resolved.cluster.secret,
       bind: this.address,
       port: this.net.port,
-      peers: this.resolved.cluster.peers.map((p) => `${p.ip}:${p.port}`),
+      peers: this.resolved.cluster.peers.map((p) => ({ address: p.ip, port: p.port })),
       heartbeatMs: this.resolved.timers.heartbeatMs,
       deadAfterMs: this.resolved.timers.deadAfterMs,
       vipsOf: (b) => cache.vipsOf(b),
@@ -156,13 +156,18 @@ export class SimNode implements NetHost, WireHost {
   /** Graceful close: VIPs released (draining), then goodbye and exit. */
   leave(): void {
     if (!this.engine || this.closing) return;
-    this.closing = true;
-    this.step({ type: 'close', now: 0 });
+    // SIGTERM is handled when the process runs.
+    this.sched.after(0, this, () => {
+      if (!this.engine || this.closing) return;
+      this.closing = true;
+      this.step({ type: 'close', now: 0 });
+    });
   }
 
   setLink(up: boolean): void {
     this.linkUp = up;
-    if (this.engine) this.step({ type: 'link', now: 0, ifname: this.ifname, usable: up });
+    // The addon's watch event waits for the event loop (after a stall, for the stall's end).
+    this.sched.after(0, this, () => this.step({ type: 'link', now: 0, ifname: this.ifname, usable: up }));
   }
 
   /** Time passes for `ms` without this process running (SIGSTOP, a long GC pause). */
