@@ -17,7 +17,21 @@ export type {
   ConflictEvent,
   ErrorEvent,
 } from './cluster';
-export { ConfigError, validateConfig, resolveConfig, elect, plan, explain } from './core';
+export { validateConfig, resolveConfig, elect, plan, explain } from './core';
+export {
+  ErrorCodes,
+  ConfigError,
+  PluginConfigError,
+  BindingError,
+  UnknownBindingError,
+  BindingBrokenError,
+  BindingNotLocalError,
+  BindingUnownedError,
+  BindingMovedError,
+  NoLocalBindingError,
+  RelayError,
+} from './errors';
+export type { ErrorCode } from './errors';
 export type { ClusterConfig, ResolvedConfig, ConfigProblem, Assignment, VipOutcome, VipFlags, Evidence, Explanation } from './core';
 export { SmtpListener } from './mta';
 export * as net from './net';

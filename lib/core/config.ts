@@ -151,27 +151,8 @@ export interface HostEnvironment {
   interfaces: HostInterface[];
 }
 
-export interface ConfigProblem {
-  /** Where, e.g. `bindings[2].address`. */
-  path: string;
-  /** What is wrong and how to fix it. */
-  message: string;
-}
-
-/** Thrown by resolveConfig; `problems` lists every problem found. */
-export class ConfigError extends Error {
-  readonly code = 'ECONFIG';
-  readonly problems: ConfigProblem[];
-
-  constructor(problems: ConfigProblem[]) {
-    super(
-      `invalid mta-vip config (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` +
-        problems.map((p) => `  ${p.path || '(config)'}: ${p.message}`).join('\n'),
-    );
-    this.name = 'ConfigError';
-    this.problems = problems;
-  }
-}
+export { ConfigError, type ConfigProblem } from '../errors';
+import { ConfigError, type ConfigProblem } from '../errors';
 
 export interface ResolvedListener {
   /** Canonical 'ip:port'. */

@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import type { ResolvedConfig } from './config';
 import { IpFamily, hostPrefix, ipSortKey, parseIp, ParsedIp } from './ip';
+import { codedError, ErrorCodes } from '../errors';
 
 export interface VipDeclaration {
   /** Canonical IP. */
@@ -82,9 +83,7 @@ export function declarationDigest(d: NodeDeclaration): Buffer {
 }
 
 function fail(message: string): never {
-  const error = new Error(`invalid declaration: ${message}`) as Error & { code: string };
-  error.code = 'EDECLARATION';
-  throw error;
+  throw codedError(ErrorCodes.DECLARATION, `invalid declaration: ${message}`);
 }
 
 function name(value: unknown, what: string, nullable: boolean): string | null {

@@ -8,6 +8,7 @@ import EventEmitter from 'eventemitter3';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { formatHostPort } from '../core/ip';
 import type { VipService } from './types';
+import { ErrorCodes } from '../errors';
 
 /** Builds a fresh, not yet listening SMTPServer. Called once per start(). */
 export type SmtpServerFactory = () => SMTPServer;
@@ -225,7 +226,7 @@ export function describeListenError(err: NodeJS.ErrnoException, ip: string, port
       message = `cannot listen on ${where}: ${err.message}`;
   }
   const out = new Error(message, { cause: err }) as ListenError;
-  out.code = err.code ?? 'ELISTEN';
+  out.code = err.code ?? ErrorCodes.LISTEN;
   out.address = ip;
   out.port = port;
   return out;

@@ -9,6 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { codedError, ErrorCodes } from '../errors';
 
 /** A raw address entry as the addon reports it. */
 export interface NativeInterfaceAddress { family: 4 | 6; address: string; prefix: number }
@@ -86,14 +87,13 @@ export function addonCandidates(env: NodeJS.ProcessEnv = process.env): string[] 
 
 function notBuilt(looked: string[]): Error {
   const nodedir = path.dirname(path.dirname(fs.realpathSync(process.execPath)));
-  const error = new Error(
+  return codedError(
+    ErrorCodes.ADDON_NOT_BUILT,
     `mta-vip's native addon is not built (looked in ${looked.join(', ')}): ` +
       `run \`npm run build:native\` (cmake-js) or \`npx node-gyp rebuild --nodedir=${nodedir}\` ` +
       `in ${packageRoot()}` +
       (process.env.MTA_VIP_ADDON ? ', or fix MTA_VIP_ADDON' : ''),
-  ) as Error & { code: string };
-  error.code = 'ERR_MTA_VIP_ADDON_NOT_BUILT';
-  return error;
+  );
 }
 
 let cached: NativeAddon | undefined;
@@ -113,13 +113,7 @@ export function loadAddon(): NativeAddon {
     cached = require(found) as NativeAddon;
     return cached;
   } catch (cause) {
-    const error = new Error(
-      `mta-vip's native addon at ${found} cannot be loaded (${(cause as Error).message}): ` +
-        'rebuild it with `npm run build:native`',
-      { cause },
-    ) as Error & { code: string };
-    error.code = 'ERR_MTA_VIP_ADDON_LOAD';
-    failure = error;
+    failure = codedError(ErrorCodes.ADDON_LOAD, `mta-vip's native addon at ${found} cannot be loaded (${(cause as Error).message}): rebuild it with \`npm run build:native\``, { cause });
     throw failure;
   }
 }

@@ -3,6 +3,7 @@
 // processes from the shared state file.
 
 import * as os from 'node:os';
+import { PluginConfigError } from '../errors';
 import { createCluster, type RuntimeOptions, type VipCluster } from '../cluster';
 import { resolveConfig, type ClusterConfig, type ResolvedConfig } from '../core';
 import * as net from '../net';
@@ -42,14 +43,7 @@ export interface MtaVipPluginOptions {
   admin?: AdminOptions;
 }
 
-/** A plugin configuration mistake; the message says what to write instead. */
-export class PluginConfigError extends Error {
-  readonly code = 'EMTAVIPCONFIG';
-  constructor(mta: string, message: string) {
-    super(`mta-vip ${mta} plugin: ${message}`);
-    this.name = 'PluginConfigError';
-  }
-}
+export { PluginConfigError } from '../errors';
 
 /** Checks the shape of the options and resolves the cluster config (throws PluginConfigError / ConfigError). */
 export function resolvePluginOptions(mta: string, value: unknown): { options: MtaVipPluginOptions; resolved: ResolvedConfig } {

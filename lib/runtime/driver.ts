@@ -17,6 +17,7 @@ import type { ClusterEvents, Effect, EngineEvent, EngineInput, OperationResult, 
 import type { VipEngine } from './engine';
 import type { Clock, NetPort, Timer } from './ports';
 import { drainSessions, resetSessions, type SessionDrainPorts } from './session-drain';
+import { ErrorCodes } from '../errors';
 
 /** A pino-compatible logger (only error is used: for 'error' events nobody listens to). */
 export interface Logger {
@@ -303,7 +304,7 @@ export class EngineDriver {
 
   private log(operation: string, error: Error, ip?: string): void {
     if (this.options.logger) this.options.logger.error({ err: error, operation, ...(ip ? { ip } : {}) }, `mta-vip: ${operation} failed`);
-    else process.emitWarning(`mta-vip: ${operation}${ip ? ` (${ip})` : ''}: ${error.message}`, { code: 'MTA_VIP_UNHANDLED_ERROR' });
+    else process.emitWarning(`mta-vip: ${operation}${ip ? ` (${ip})` : ''}: ${error.message}`, { code: ErrorCodes.UNHANDLED });
   }
 }
 

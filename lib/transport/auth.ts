@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { codedError, ErrorCodes } from '../errors';
 
 /** Length of the HMAC-SHA256 tag that ends every packet. */
 export const MAC_BYTES = 32;
@@ -17,12 +18,11 @@ export class PacketAuthenticator {
   constructor(secret: Buffer | string | undefined) {
     const key = typeof secret === 'string' ? Buffer.from(secret, 'utf8') : secret;
     if (!key || !Buffer.isBuffer(key) || key.length < MIN_SECRET_BYTES) {
-      const error = new Error(
+      throw codedError(
+        ErrorCodes.SECRET,
         `mta-vip membership needs a cluster secret of at least ${MIN_SECRET_BYTES} bytes ` +
           `(got ${key && Buffer.isBuffer(key) ? key.length : 'none'}): every node must share it, e.g. 32 random bytes`,
-      ) as Error & { code: string };
-      error.code = 'ESECRET';
-      throw error;
+      );
     }
     this.key = Buffer.from(key);
   }

@@ -58,6 +58,7 @@ import {
   type Move,
   type Neighbour,
 } from './documents';
+import { codedError, ErrorCodes } from '../errors';
 import { newIncarnation } from './incarnation';
 import { LoopLagMeter } from './loop-lag';
 import { endpointKey } from './peer-sockets';
@@ -503,9 +504,7 @@ export class Membership extends EventEmitter {
       if (envelope.incarnation === this.incarnation) return 'own';
       if (this.clashReported !== envelope.incarnation) {
         this.clashReported = envelope.incarnation;
-        const error = new Error(`another process sends as node "${this.node}" from ${remote.address}: node names must be unique`) as Error & { code: string };
-        error.code = 'ENODENAMECLASH';
-        this.emit('error', error);
+        this.emit('error', codedError(ErrorCodes.NODE_NAME_CLASH, `another process sends as node "${this.node}" from ${remote.address}: node names must be unique`));
       }
       return 'name_clash';
     }
@@ -917,12 +916,10 @@ export class Membership extends EventEmitter {
     record.downByRefusal = false;
     record.trustRefusals = false;
     this.counter.add('refusals_disproved');
-    const error = new Error(
+    const message =
       `peer "${record.node}" at ${record.address} port ${record.port} was declared unreachable on an ICMP port unreachable but is alive: ` +
-        'a firewall rejects the cluster port, or the ICMP was forged; until it restarts, it is declared dead only after dead-after of silence',
-    ) as Error & { code: string };
-    error.code = 'EFALSEREFUSAL';
-    this.emit('error', error);
+      'a firewall rejects the cluster port, or the ICMP was forged; until it restarts, it is declared dead only after dead-after of silence';
+    this.emit('error', codedError(ErrorCodes.FALSE_REFUSAL, message));
   }
 
   private newRecord(node: string, incarnation: bigint, remote: Pick<RemoteInfo, 'address' | 'port'>): PeerRecord {

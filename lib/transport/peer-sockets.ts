@@ -13,6 +13,7 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { canonicalIp, formatHostPort } from '../core/ip';
 import type { Endpoint } from './address';
+import { codedError, ErrorCodes } from '../errors';
 
 /**
  * Errors the kernel reports on a connected UDP socket because an ICMP error came back for an
@@ -89,9 +90,7 @@ export class PeerSockets {
     } catch (error) {
       socket.close();
       const reason = error instanceof Error ? error.message : String(error);
-      const failure = new Error(`mta-vip membership: cannot connect a socket to peer ${formatEndpoint(peer)} (${reason}); sending through the main socket, without fast crash detection`) as Error & { code: string };
-      failure.code = 'EPEERSOCKET';
-      this.handlers.error(failure);
+      this.handlers.error(codedError(ErrorCodes.PEER_SOCKET, `mta-vip membership: cannot connect a socket to peer ${formatEndpoint(peer)} (${reason}); sending through the main socket, without fast crash detection`));
       return;
     }
     socket.on('error', (error: Error & { code?: string }) => {

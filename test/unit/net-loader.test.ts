@@ -33,7 +33,7 @@ test('MTA_VIP_ADDON pointing at a missing file: one actionable error, capability
     { MTA_VIP_ADDON: missing },
   ) as { loaded: boolean; capabilityError: string; message: string; code: string };
   assert.equal(result.loaded, false);
-  assert.equal(result.code, 'ERR_MTA_VIP_ADDON_NOT_BUILT');
+  assert.equal(result.code, 'EADDONNOTBUILT');
   assert.match(result.message, /^mta-vip's native addon is not built \(looked in /);
   assert.ok(result.message.includes(missing), result.message);
   assert.match(result.message, /npm run build:native/);
@@ -50,7 +50,7 @@ test('a file that is not an addon gives a load error naming the file', () => {
        try { net.interfaces(); } catch (e) { process.stdout.write(JSON.stringify({ message: e.message, code: e.code })); }`,
       { MTA_VIP_ADDON: bogus },
     ) as { message: string; code: string };
-    assert.equal(result.code, 'ERR_MTA_VIP_ADDON_LOAD');
+    assert.equal(result.code, 'EADDONLOAD');
     assert.ok(result.message.includes(bogus), result.message);
   } finally {
     fs.rmSync(bogus, { force: true });
