@@ -1,6 +1,6 @@
 /** Membership transport: authenticated UDP heartbeats, peer table, failure detection. */
 export { Membership } from './membership';
-export type { MembershipOptions, LocalState, PeerState } from './membership';
+export type { MembershipOptions, MembershipEvents, LocalState, PeerState } from './membership';
 export { PacketAuthenticator, MIN_SECRET_BYTES, MAC_BYTES } from './auth';
 export { Counters, DROP_REASONS } from './counters';
 export type { DropReason } from './counters';

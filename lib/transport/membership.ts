@@ -21,8 +21,10 @@
  */
 import type { RemoteInfo } from 'node:dgram';
 import { EventEmitter } from 'eventemitter3';
-import { PacketAuthenticator } from './auth';
+import { codedError, ErrorCodes } from '../errors';
+import type { Clock } from '../runtime/ports';
 import { familyOf, parseEndpoint, type Endpoint } from './address';
+import { PacketAuthenticator } from './auth';
 import {
   DIGEST_BYTES,
   DocumentKind,
@@ -35,7 +37,6 @@ import {
   decodeHeartbeat,
   decodeRequest,
   encodeChunk,
-  encodeHeartbeat,
   encodePacket,
   encodeRequest,
   readEnvelope,
@@ -44,195 +45,22 @@ import {
 } from './codec';
 import { Counters, type DropReason } from './counters';
 import { CHUNK_WINDOW, OutgoingDocument, Reassembly, ReassemblyBudget } from './document-sync';
-import {
-  MAX_HOLDING_ENTRY_BYTES,
-  MAX_MOVES,
-  MAX_MOVE_ENTRY_BYTES,
-  MAX_NEIGHBOUR_ENTRY_BYTES,
-  decodeHoldings,
-  decodeMoves,
-  decodeNeighbours,
-  encodeHoldings,
-  encodeMoves,
-  encodeNeighbours,
-  type Move,
-  type Neighbour,
-} from './documents';
-import { codedError, ErrorCodes } from '../errors';
+import { MAX_HOLDING_ENTRY_BYTES, MAX_MOVES, MAX_MOVE_ENTRY_BYTES, MAX_NEIGHBOUR_ENTRY_BYTES } from './documents';
 import { newIncarnation } from './incarnation';
+import { DocumentExchange } from './document-exchange';
+import { LocalDocuments } from './local-documents';
 import { LoopLagMeter } from './loop-lag';
+import type { LocalState, MembershipEvents, MembershipOptions, PeerState } from './membership-types';
 import { endpointKey } from './peer-sockets';
+import { KINDS, PeerTable, ZERO_DIGEST, announcedDigest, discardTransfers, prefixEquals, viewOf, type PeerRecord } from './peer-table';
 import { UdpTransport, type PacketTransport, type SendOutcome } from './udp-transport';
-import type { Clock } from '../runtime/ports';
-import { ReplayGuard } from './replay-guard';
-import { VipList } from './vip-list';
 
-export interface MembershipOptions {
-  /** Cluster id (1..64 UTF-8 bytes); packets of other clusters are dropped as `unknown_cluster`. */
-  clusterId: string;
-  /** This node's unique name (1..64 UTF-8 bytes). */
-  node: string;
-  /** Shared cluster secret, at least 16 bytes; the constructor throws (code `ESECRET`) otherwise. */
-  secret: Buffer | string;
-  /** Local IP to bind (IPv4 or IPv6); peers and the multicast group must be of the same family. */
-  bind: string;
-  /** UDP port to bind and default port of peers. Default 7946. */
-  port?: number;
-  /**
-   * Unicast peers: 'ip' | 'ip:port' | '[v6]:port'. May include this node's own endpoint (`bind`
-   * and `port`), which is left out, so all nodes can share one list.
-   */
-  peers?: Array<string | Endpoint>;
-  /** Multicast group (e.g. '239.255.0.1' or 'ff02::1:7946'), on the same port. */
-  multicast?: string;
-  /**
-   * Interface for multicast sends and membership. IPv4: defaults to `bind`. IPv6: give
-   * '::%eth0' (an interface name is needed for link-local groups); default '::%<scope of bind>'
-   * when bind has a scope, else the kernel's choice.
-   */
-  multicastInterface?: string;
-  /** Multicast TTL / hop limit. Default 1 (one link). 0 keeps packets on this host (tests). */
-  multicastTtl?: number;
-  /** Heartbeat period. Default 50 ms. */
-  heartbeatMs?: number;
-  /** A peer is dead after this long without a valid heartbeat. Default 200 ms; must exceed heartbeatMs. */
-  deadAfterMs?: number;
-  /** Declared VIPs of a declaration; the runtime passes one built on lib/core's decoder. May throw for bad input. */
-  vipsOf: (declaration: Buffer) => string[];
-  /** Most neighbour entries sent or accepted per node. Default 1024. */
-  maxNeighbours?: number;
-  /** Most peers remembered (dead ones are evicted first). Default 1024. */
-  maxPeers?: number;
-  /** Largest declaration accepted from a peer, in bytes. Default 2 MiB. */
-  maxDeclarationBytes?: number;
-  /** Cap on bytes held by all unfinished transfers together. Default 32 MiB. */
-  maxReassemblyBytes?: number;
-  /** An unfinished transfer without progress for this long is discarded. Default 2,000 ms. */
-  reassemblyTimeoutMs?: number;
-  /** A peer's changed neighbour table is fetched at most this often. Default 1,000 ms. */
-  neighboursIntervalMs?: number;
-  /**
-   * Declare a live unicast peer dead as soon as its host answers a heartbeat with ICMP port
-   * unreachable (its process crashed, its host did not): within one heartbeat instead of
-   * deadAfterMs. Default true. Needs one extra socket per unicast peer, bound to `bind`:`port`
-   * with SO_REUSEADDR (start() first checks nobody else has the port). Multicast is unaffected.
-   *
-   * ICMP is not authenticated, and Linux does not check who sent it: besides an on-path attacker
-   * (who could as well drop heartbeats), any host that can send ICMP to this node can forge a
-   * refusal. The harm is bounded: only a peer that is live can be declared dead this way; a
-   * refusal for a peer never heard from (a rolling start) changes nothing; and a peer heard again
-   * with the same incarnation after such a refusal was not a crash, so refusals are ignored for
-   * that peer until it restarts (emitting EFALSEREFUSAL once): at most one false peer-down (and
-   * a possible brief VIP overlap, settled by epochs) per peer boot. A firewall that *rejects*
-   * the cluster port one way has the same effect. Filter inbound ICMP from outside the cluster
-   * network, or set false to rely on deadAfterMs alone.
-   */
-  fastCrashDetection?: boolean;
-  /** Boot id; default `newIncarnation()` (ms clock << 16 | 16 random bits). For tests. */
-  incarnation?: bigint;
-  /** Clock in ms, monotonic. Default `performance.timeOrigin + performance.now()`. For tests. */
-  now?: () => number;
-  /** Timers and time (overrides `now`); default the process's. The simulation passes a virtual clock. */
-  clock?: Pick<Clock, 'now' | 'wall' | 'after' | 'soon'>;
-  /** Where packets go; default UDP sockets (udp-transport.ts). The simulation passes an in-memory network. */
-  transport?: PacketTransport;
-}
+export type { LocalState, MembershipEvents, MembershipOptions, PeerState } from './membership-types';
 
-/** What this node tells its peers. */
-export interface LocalState {
-  /** Canonical declaration bytes (opaque here); its SHA-256 is sent in every heartbeat. */
-  declaration: Buffer;
-  /** VIPs this node holds and the epoch of each. */
-  holdings: Map<string, number>;
-  /** VIPs this node cannot serve, or 'all'. */
-  unhealthy: Set<string> | 'all';
-  /** Hosts this node's kernel knows on the VIP links (shared so a new holder can reach them). */
-  neighbours?: Array<{ address: string; mac: string }>;
-  /**
-   * Operator moves this node issued and still holds to: VIP → { node, seq } (at most 64; seq
-   * increases with every move the issuer makes, so a newer move wins). Absent means none.
-   */
-  moves?: ReadonlyMap<string, Move>;
-}
-
-/**
- * What is known about one peer. `complete` is true when its declaration is known and its
- * holdings copy matches the latest heartbeat; until then `holdings` may miss VIPs or carry
- * epoch 0, and `unhealthy` is only accurate when 'all'. Treat the maps as read-only.
- */
-export interface PeerState {
-  node: string;
-  incarnation: bigint;
-  /** Source IP of its last packet. */
-  address: string;
-  port: number;
-  live: boolean;
-  liveSince: number;
-  lastHeard: number;
-  complete: boolean;
-  declaration: Buffer | null;
-  /** SHA-256 of the declaration it announces (zero bytes before its first heartbeat). */
-  digest: Buffer;
-  holdings: Map<string, number>;
-  unhealthy: Set<string> | 'all';
-  neighbours: Array<{ address: string; mac: string }>;
-  /**
-   * Its operator moves as last received, keys in canonical IP spelling (empty when it has none
-   * or they are not known yet). A change emits 'change'.
-   */
-  moves: Map<string, Move>;
-  /** It said goodbye (this incarnation will not come back). */
-  leaving: boolean;
-}
-
-interface KnownDeclaration {
-  digest: Buffer;
-  bytes: Buffer;
-  vips: VipList;
-}
-
-interface PendingRequest {
-  at: number;
-  from: number;
-}
-
-/** Everything this node keeps about one peer incarnation. */
-interface PeerRecord {
-  node: string;
-  incarnation: bigint;
-  address: string;
-  port: number;
-  replay: ReplayGuard;
-  live: boolean;
-  liveSince: number;
-  lastHeard: number;
-  leaving: boolean;
-  /** Copy of the last heartbeat body, to notice changes with one compare. */
-  lastBody: Buffer | null;
-  beat: Heartbeat | null;
-  /** The last two declarations received (a reload keeps the previous one until the new arrives). */
-  declarations: KnownDeclaration[];
-  holdingsDoc: { digest: Buffer; map: Map<string, number> } | null;
-  neighboursDoc: { digest: Buffer; list: Neighbour[] } | null;
-  /** Starts as the empty document, so a peer without moves costs no transfer. */
-  movesDoc: { digest: Buffer; map: Map<string, Move> };
-  incoming: Map<DocumentKind, Reassembly>;
-  requested: Map<DocumentKind, PendingRequest>;
-  /** Declared dead on an ICMP refusal; a heartbeat of this incarnation afterwards proves it false. */
-  downByRefusal: boolean;
-  /** False once a refusal proved false for this incarnation: only silence counts from then on. */
-  trustRefusals: boolean;
-  view: PeerState;
-}
-
-const ZERO_DIGEST = Buffer.alloc(DIGEST_BYTES);
-const KINDS = [DocumentKind.Declaration, DocumentKind.Holdings, DocumentKind.Neighbours, DocumentKind.Moves] as const;
-/** SHA-256 of the empty document: what a node without moves announces. */
-const EMPTY_DOCUMENT_DIGEST = new OutgoingDocument(DocumentKind.Moves, Buffer.alloc(0)).digest;
 const GOODBYE_COPIES = 3;
 
 /** Peer membership over UDP. See the file comment for events. */
-export class Membership extends EventEmitter {
+export class Membership extends EventEmitter<MembershipEvents> {
   readonly node: string;
   readonly incarnation: bigint;
   readonly port: number;
@@ -248,7 +76,9 @@ export class Membership extends EventEmitter {
   private readonly unicastPeers: Endpoint[];
   private readonly now: () => number;
   private readonly counter = new Counters();
-  private readonly peerTable = new Map<string, PeerRecord>();
+  private readonly peerTable: PeerTable;
+  private readonly local: LocalDocuments;
+  private readonly documents: DocumentExchange;
   private readonly lag: LoopLagMeter;
   private readonly budget: ReassemblyBudget;
   private readonly maxNeighbours: number;
@@ -270,13 +100,6 @@ export class Membership extends EventEmitter {
   private pushedMoves: Buffer = ZERO_DIGEST;
   private running = false;
   private clashReported: bigint | null = null;
-
-  private localVips = new VipList([]);
-  private declarationDoc: OutgoingDocument;
-  private holdingsDoc: OutgoingDocument;
-  private neighboursDoc: OutgoingDocument;
-  private movesDoc: OutgoingDocument;
-  private heartbeatBody: Buffer;
 
   constructor(private readonly options: MembershipOptions) {
     super();
@@ -317,6 +140,22 @@ export class Membership extends EventEmitter {
     };
     this.lag = new LoopLagMeter(this.now);
     this.incarnation = options.incarnation ?? newIncarnation();
+    this.peerTable = new PeerTable(
+      { maxPeers: this.maxPeers, maxNeighbours: this.maxNeighbours, deadAfterMs: this.deadAfterMs, heartbeatMs: this.heartbeatMs, reassemblyTimeoutMs: this.reassemblyTimeoutMs, vipsOf: options.vipsOf },
+      this.counter,
+    );
+    this.local = new LocalDocuments(options.vipsOf, this.maxNeighbours, this.counter);
+    this.documents = new DocumentExchange({
+      table: this.peerTable,
+      counter: this.counter,
+      budget: this.budget,
+      send: (type, body, to) => this.send(type, body, to),
+      running: () => this.running,
+      heartbeatMs: this.heartbeatMs,
+      neighboursIntervalMs: this.neighboursIntervalMs,
+      maxDeclarationBytes: this.maxDeclarationBytes,
+      maxNeighbours: this.maxNeighbours,
+    });
 
     const configured = (options.peers ?? []).map((peer) => parseEndpoint(peer, this.port));
     const group = options.multicast ? [parseEndpoint(options.multicast, this.port)] : [];
@@ -345,11 +184,6 @@ export class Membership extends EventEmitter {
         ...(options.multicastTtl !== undefined ? { multicastTtl: options.multicastTtl } : {}),
       });
 
-    this.declarationDoc = new OutgoingDocument(DocumentKind.Declaration, Buffer.alloc(0));
-    this.holdingsDoc = new OutgoingDocument(DocumentKind.Holdings, Buffer.alloc(0));
-    this.neighboursDoc = new OutgoingDocument(DocumentKind.Neighbours, Buffer.alloc(0));
-    this.movesDoc = new OutgoingDocument(DocumentKind.Moves, Buffer.alloc(0));
-    this.heartbeatBody = this.buildHeartbeat(new Set(), new Set());
   }
 
   /** Opens the transport (binds the sockets, joins the multicast group), and starts heartbeats. */
@@ -365,8 +199,8 @@ export class Membership extends EventEmitter {
 
     this.running = true;
     // What was set before start is not pushed: peers ask for what the heartbeat announces.
-    this.pushedHoldings = this.holdingsDoc.digest;
-    this.pushedMoves = this.movesDoc.digest;
+    this.pushedHoldings = this.local.document(DocumentKind.Holdings).digest;
+    this.pushedMoves = this.local.document(DocumentKind.Moves).digest;
     this.lastAnnouncedAt = this.now();
     this.sendHeartbeat();
     this.scheduleTick();
@@ -379,27 +213,7 @@ export class Membership extends EventEmitter {
    * or a move is (see encodeMoves: more than 64, a bad IP, node name or seq).
    */
   setLocal(state: LocalState): void {
-    // Encoded first: a bad move must throw before anything else of the new state is taken.
-    const movesBytes = encodeMoves(state.moves ?? new Map<string, Move>());
-    if (!state.declaration.equals(this.declarationDoc.bytes)) {
-      const vips = new VipList(state.declaration.length ? this.options.vipsOf(state.declaration) : []);
-      if (vips.size > MAX_DECLARED_VIPS) throw new Error(`mta-vip membership: at most ${MAX_DECLARED_VIPS} VIPs per node (declared ${vips.size})`);
-      this.declarationDoc = new OutgoingDocument(DocumentKind.Declaration, Buffer.from(state.declaration));
-      this.localVips = vips;
-    }
-    const holdingsBytes = encodeHoldings(state.holdings);
-    const holdingsChanged = !holdingsBytes.equals(this.holdingsDoc.bytes);
-    if (holdingsChanged) this.holdingsDoc = new OutgoingDocument(DocumentKind.Holdings, holdingsBytes);
-    const neighbours = encodeNeighbours(state.neighbours ?? [], this.maxNeighbours);
-    if (neighbours.truncated) this.counter.add('neighbours_truncated', neighbours.truncated);
-    if (!neighbours.bytes.equals(this.neighboursDoc.bytes)) this.neighboursDoc = new OutgoingDocument(DocumentKind.Neighbours, neighbours.bytes);
-    const movesChanged = !movesBytes.equals(this.movesDoc.bytes);
-    if (movesChanged) this.movesDoc = new OutgoingDocument(DocumentKind.Moves, movesBytes);
-
-    const body = this.buildHeartbeat(state.holdings.keys(), state.unhealthy);
-    const changed = !body.equals(this.heartbeatBody);
-    this.heartbeatBody = body;
-    if (this.running && (changed || holdingsChanged || movesChanged)) this.announceSoon();
+    if (this.local.set(state) && this.running) this.announceSoon();
   }
 
   /**
@@ -426,20 +240,22 @@ export class Membership extends EventEmitter {
     if (!this.running) return;
     this.lastAnnouncedAt = this.now();
     // Documents before the heartbeat that announces them, so receivers rarely need to ask.
-    if (!this.holdingsDoc.digest.equals(this.pushedHoldings)) {
-      this.pushedHoldings = this.holdingsDoc.digest;
-      this.sendChunks(this.holdingsDoc, 0, this.destinations);
+    const holdings = this.local.document(DocumentKind.Holdings);
+    if (!holdings.digest.equals(this.pushedHoldings)) {
+      this.pushedHoldings = holdings.digest;
+      this.documents.sendChunks(holdings, 0, this.destinations);
     }
-    if (!this.movesDoc.digest.equals(this.pushedMoves)) {
-      this.pushedMoves = this.movesDoc.digest;
-      this.sendChunks(this.movesDoc, 0, this.destinations);
+    const moves = this.local.document(DocumentKind.Moves);
+    if (!moves.digest.equals(this.pushedMoves)) {
+      this.pushedMoves = moves.digest;
+      this.documents.sendChunks(moves, 0, this.destinations);
     }
     this.sendHeartbeat();
   }
 
   /** Every peer known (live or not), newest data. */
   peers(): PeerState[] {
-    return [...this.peerTable.values()].map((record) => this.viewOf(record));
+    return [...this.peerTable.values()].map(viewOf);
   }
 
   /** Counter snapshot, see counters.ts for names. */
@@ -467,7 +283,7 @@ export class Membership extends EventEmitter {
         Array.from({ length: GOODBYE_COPIES }, () => new Promise<void>((resolve) => this.send(PacketType.Goodbye, Buffer.alloc(0), this.destinations, resolve))),
       );
     }
-    for (const record of this.peerTable.values()) this.discardTransfers(record);
+    for (const record of this.peerTable.values()) discardTransfers(record);
     if (this.transportOpen) {
       this.transportOpen = false;
       await this.transport.close();
@@ -511,13 +327,13 @@ export class Membership extends EventEmitter {
 
     let record = this.peerTable.get(envelope.node);
     if (!record) {
-      if (!this.makeRoomForPeer()) return 'peer_table_full';
-      record = this.newRecord(envelope.node, envelope.incarnation, remote);
-      this.peerTable.set(envelope.node, record);
+      record = this.peerTable.add(envelope.node, envelope.incarnation, remote) ?? undefined;
+      if (!record) return 'peer_table_full';
     } else if (envelope.incarnation < record.incarnation) {
       return 'old_incarnation';
     } else if (envelope.incarnation > record.incarnation) {
-      record = this.restart(record, envelope.incarnation, remote);
+      record = this.peerTable.restart(record, envelope.incarnation, remote, this.now());
+      this.emit('peer-restart', viewOf(record));
     }
     if (!record.replay.isFresh(envelope.sequence)) return 'replay';
 
@@ -536,7 +352,10 @@ export class Membership extends EventEmitter {
         const chunk = decodeChunk(envelope.body);
         if (typeof chunk === 'string') return chunk;
         record.replay.accept(envelope.sequence);
-        this.onChunk(record, chunk, now);
+        const completed = this.documents.onChunk(record, chunk, now);
+        if (completed === DocumentKind.Neighbours) this.emit('neighbours', viewOf(record));
+        // Also for a peer that is not live: its holdings' epochs are what a takeover must outbid.
+        else if (completed !== null) this.emit('change', viewOf(record));
         return 'accepted';
       }
       case PacketType.Request: {
@@ -545,9 +364,9 @@ export class Membership extends EventEmitter {
         record.replay.accept(envelope.sequence);
         this.counter.add('requests_received');
         if (request.target === this.node && this.running) {
-          const document = this.localDocument(request.kind);
+          const document = this.local.document(request.kind);
           const from = request.digest.subarray(0, SHORT_DIGEST_BYTES).equals(document.digest.subarray(0, SHORT_DIGEST_BYTES)) ? request.from : 0;
-          this.sendChunks(document, from, [{ address: remote.address, port: remote.port }]);
+          this.documents.sendChunks(document, from, [{ address: remote.address, port: remote.port }]);
         }
         return 'accepted';
       }
@@ -559,8 +378,8 @@ export class Membership extends EventEmitter {
           record.leaving = true;
           const wasLive = record.live;
           record.live = false;
-          this.discardTransfers(record);
-          if (wasLive) this.emit('peer-down', this.viewOf(record), 'goodbye');
+          discardTransfers(record);
+          if (wasLive) this.emit('peer-down', viewOf(record), 'goodbye');
         }
         return 'accepted';
       }
@@ -579,216 +398,22 @@ export class Membership extends EventEmitter {
       record.lastBody = Buffer.from(body);
       // Decoding our own copy cannot fail: the same bytes decoded a moment ago.
       record.beat = decodeHeartbeat(record.lastBody) as Heartbeat;
-      this.refreshView(record);
+      this.peerTable.refreshView(record);
     }
     if (!record.live) {
       if (record.downByRefusal) this.refusalDisproved(record);
       record.live = true;
       record.liveSince = now;
-      this.emit('peer-up', this.viewOf(record));
+      this.emit('peer-up', viewOf(record));
     } else if (changed) {
-      this.emit('change', this.viewOf(record));
+      this.emit('change', viewOf(record));
     }
-    if (changed) this.requestMissing(record, now);
-  }
-
-  private onChunk(record: PeerRecord, chunk: Chunk, now: number): void {
-    this.counter.add('chunks_received');
-    const limit = this.documentLimit(chunk.kind);
-    if (chunk.length > limit) {
-      this.counter.add('chunks_discarded');
-      return;
-    }
-    let reassembly = record.incoming.get(chunk.kind);
-    if (reassembly && !reassembly.matches(chunk)) {
-      // A newer document replaces an unfinished older one of the same kind.
-      reassembly.release();
-      reassembly = undefined;
-    }
-    if (!reassembly) {
-      if (this.alreadyHave(record, chunk.kind, chunk.digest)) return;
-      reassembly = new Reassembly(chunk.kind, Buffer.from(chunk.digest), chunk.length, chunk.count, this.budget, now);
-      record.incoming.set(chunk.kind, reassembly);
-    }
-    const outcome = reassembly.add(chunk, now);
-    if (outcome === 'over-budget') this.counter.add('chunks_discarded');
-    if (!reassembly.complete) {
-      // The window we asked for is complete: ask for the next one at once.
-      const pending = record.requested.get(chunk.kind);
-      if (outcome === 'added' && pending && reassembly.firstMissing(pending.from) >= pending.from + CHUNK_WINDOW) {
-        this.sendRequest(record, chunk.kind, reassembly.digest, reassembly.firstMissing(), now);
-      }
-      return;
-    }
-    record.incoming.delete(chunk.kind);
-    record.requested.delete(chunk.kind);
-    const bytes = reassembly.assemble();
-    reassembly.release();
-    if (bytes === null || !this.applyDocument(record, chunk.kind, reassembly.digest, bytes)) {
-      this.counter.add('documents_rejected');
-      return;
-    }
-    this.counter.add('documents_completed');
-    this.refreshView(record);
-    if (chunk.kind === DocumentKind.Neighbours) this.emit('neighbours', this.viewOf(record));
-    // Also for a peer that is not live: its holdings' epochs are what a takeover must outbid.
-    else this.emit('change', this.viewOf(record));
-  }
-
-  /** Stores a verified document; false when its content does not decode. */
-  private applyDocument(record: PeerRecord, kind: DocumentKind, digest: Buffer, bytes: Buffer): boolean {
-    if (kind === DocumentKind.Declaration) {
-      let vips: VipList;
-      try {
-        vips = new VipList(bytes.length ? this.options.vipsOf(bytes) : []);
-      } catch {
-        return false;
-      }
-      if (vips.size > MAX_DECLARED_VIPS) return false;
-      record.declarations = [{ digest, bytes, vips }, ...record.declarations.filter((d) => !d.digest.equals(digest))].slice(0, 2);
-      return true;
-    }
-    if (kind === DocumentKind.Holdings) {
-      const map = decodeHoldings(bytes);
-      if (!map) return false;
-      record.holdingsDoc = { digest, map };
-      return true;
-    }
-    if (kind === DocumentKind.Moves) {
-      const map = decodeMoves(bytes);
-      if (!map) return false;
-      record.movesDoc = { digest, map };
-      return true;
-    }
-    const list = decodeNeighbours(bytes);
-    if (!list || list.length > this.maxNeighbours) return false;
-    record.neighboursDoc = { digest, list };
-    return true;
-  }
-
-  /** Recomputes the public view of a peer from its last heartbeat and documents. */
-  private refreshView(record: PeerRecord): void {
-    const beat = record.beat;
-    const view = record.view;
-    if (!beat) return;
-    const declaration = this.findDeclaration(record, beat.declarationDigest);
-    const holdingsCurrent = record.holdingsDoc !== null && prefixEquals(record.holdingsDoc.digest, beat.holdingsDigest);
-    const epochs = record.holdingsDoc?.map ?? new Map<string, number>();
-    const interpretable = declaration !== null && declaration.vips.size === beat.vipCount;
-    let holdings: Map<string, number>;
-    let unhealthy: Set<string> | 'all';
-    if (interpretable) {
-      holdings = new Map(declaration.vips.fromBitmap(beat.held).map((ip) => [ip, epochs.get(ip) ?? 0]));
-      unhealthy = beat.allUnhealthy ? 'all' : new Set(beat.unhealthy ? declaration.vips.fromBitmap(beat.unhealthy) : []);
-    } else {
-      holdings = holdingsCurrent ? new Map(epochs) : new Map();
-      unhealthy = beat.allUnhealthy ? 'all' : new Set();
-    }
-    view.digest = Buffer.from(beat.declarationDigest);
-    view.declaration = declaration ? declaration.bytes : null;
-    view.holdings = holdings;
-    view.unhealthy = unhealthy;
-    view.complete = interpretable && holdingsCurrent;
-    view.neighbours = record.neighboursDoc?.list ?? [];
-    view.moves = record.movesDoc.map;
-  }
-
-  /** The declaration with this digest: from the peer, or shared with another peer (same config). */
-  private findDeclaration(record: PeerRecord, digest: Buffer): KnownDeclaration | null {
-    const own = record.declarations.find((d) => d.digest.equals(digest));
-    if (own) return own;
-    for (const other of this.peerTable.values()) {
-      const shared = other.declarations.find((d) => d.digest.equals(digest));
-      if (shared) {
-        this.counter.add('declarations_shared');
-        record.declarations = [shared, ...record.declarations].slice(0, 2);
-        return shared;
-      }
-    }
-    return null;
-  }
-
-  private alreadyHave(record: PeerRecord, kind: DocumentKind, digest: Buffer): boolean {
-    if (kind === DocumentKind.Declaration) return this.findDeclaration(record, digest) !== null;
-    if (kind === DocumentKind.Holdings) return record.holdingsDoc !== null && record.holdingsDoc.digest.equals(digest);
-    if (kind === DocumentKind.Moves) return record.movesDoc.digest.equals(digest);
-    return record.neighboursDoc !== null && record.neighboursDoc.digest.equals(digest);
-  }
-
-  /** Asks a live peer for each document its heartbeat announces that we do not have. */
-  private requestMissing(record: PeerRecord, now: number): void {
-    const beat = record.beat;
-    if (!beat || !record.live || record.leaving || !this.running) return;
-    for (const kind of KINDS) {
-      const announced = announcedDigest(beat, kind);
-      if (this.haveAnnounced(record, kind, announced)) continue;
-      const reassembly = record.incoming.get(kind);
-      const inProgress = reassembly && prefixEquals(reassembly.digest, announced) ? reassembly : undefined;
-      const from = inProgress ? inProgress.firstMissing() : 0;
-      const pending = record.requested.get(kind);
-      const retryMs = kind === DocumentKind.Neighbours ? this.neighboursIntervalMs : Math.max(this.heartbeatMs, 20);
-      // Ask again only when nothing came for retryMs: a transfer still arriving (a window
-      // asked for, or a push) would otherwise be sent again while its chunks are in flight.
-      const lastActivity = Math.max(pending?.at ?? -Infinity, inProgress?.lastProgressAt ?? -Infinity);
-      if (now - lastActivity < retryMs) continue;
-      this.sendRequest(record, kind, inProgress ? inProgress.digest : announced, from, now);
-    }
-  }
-
-  private haveAnnounced(record: PeerRecord, kind: DocumentKind, announced: Buffer): boolean {
-    if (kind === DocumentKind.Declaration) return this.findDeclaration(record, announced) !== null;
-    const doc = kind === DocumentKind.Holdings ? record.holdingsDoc : kind === DocumentKind.Moves ? record.movesDoc : record.neighboursDoc;
-    return doc !== null && prefixEquals(doc.digest, announced);
-  }
-
-  private sendRequest(record: PeerRecord, kind: DocumentKind, digest: Buffer, from: number, now: number): void {
-    const padded = Buffer.alloc(DIGEST_BYTES);
-    digest.copy(padded, 0, 0, Math.min(digest.length, DIGEST_BYTES));
-    record.requested.set(kind, { at: now, from });
-    this.counter.add('requests_sent');
-    this.send(PacketType.Request, encodeRequest({ kind, target: record.node, digest: padded, from }), [{ address: record.address, port: record.port }]);
-  }
-
-  private localDocument(kind: DocumentKind): OutgoingDocument {
-    if (kind === DocumentKind.Declaration) return this.declarationDoc;
-    if (kind === DocumentKind.Holdings) return this.holdingsDoc;
-    if (kind === DocumentKind.Moves) return this.movesDoc;
-    return this.neighboursDoc;
-  }
-
-  private documentLimit(kind: DocumentKind): number {
-    if (kind === DocumentKind.Declaration) return this.maxDeclarationBytes;
-    if (kind === DocumentKind.Holdings) return MAX_DECLARED_VIPS * MAX_HOLDING_ENTRY_BYTES;
-    if (kind === DocumentKind.Moves) return MAX_MOVES * MAX_MOVE_ENTRY_BYTES;
-    return this.maxNeighbours * MAX_NEIGHBOUR_ENTRY_BYTES;
-  }
-
-  private sendChunks(document: OutgoingDocument, from: number, to: Endpoint[]): void {
-    for (const index of document.window(from)) {
-      this.counter.add('chunks_sent');
-      this.send(PacketType.Chunk, encodeChunk(document.chunk(index)), to);
-    }
-  }
-
-  private buildHeartbeat(held: Iterable<string>, unhealthy: Set<string> | 'all'): Buffer {
-    const heldMap = this.localVips.toBitmap(held);
-    if (heldMap.undeclared.length) this.counter.add('held_undeclared', heldMap.undeclared.length);
-    const unhealthyMap = unhealthy === 'all' || unhealthy.size === 0 ? null : this.localVips.toBitmap(unhealthy).bitmap;
-    return encodeHeartbeat({
-      allUnhealthy: unhealthy === 'all',
-      declarationDigest: this.declarationDoc.digest,
-      holdingsDigest: this.holdingsDoc.digest,
-      neighboursDigest: this.neighboursDoc.digest,
-      movesDigest: this.movesDoc.digest,
-      vipCount: this.localVips.size,
-      held: heldMap.bitmap,
-      unhealthy: unhealthyMap,
-    });
+    if (changed) this.documents.requestMissing(record, now);
   }
 
   private sendHeartbeat(): void {
     this.counter.add('heartbeats_sent');
-    this.send(PacketType.Heartbeat, this.heartbeatBody, this.destinations);
+    this.send(PacketType.Heartbeat, this.local.heartbeat, this.destinations);
   }
 
   /**
@@ -840,18 +465,11 @@ export class Membership extends EventEmitter {
     if (!this.running) return;
     const lagMs = this.lag.fired();
     this.counter.max('max_loop_lag_ms', Math.round(lagMs));
+    // We were not running: peers' silence meanwhile proves nothing (see PeerTable.forgiveStall).
+    if (lagMs > this.heartbeatMs) this.peerTable.forgiveStall(lagMs, this.now());
     if (lagMs > this.deadAfterMs) {
-      // We were not running: peers' silence proves nothing. Listen again for one dead-after period.
       this.counter.add('stalls');
-      const now = this.now();
-      for (const record of this.peerTable.values()) if (record.live) record.lastHeard = now;
       this.emit('stall', { lagMs: Math.round(lagMs) });
-    } else if (lagMs > this.heartbeatMs) {
-      // A shorter stall still ate into every peer's allowance: a 150 ms stop right after a
-      // heartbeat arrived would otherwise make a 200 ms dead-after expire on the first tick.
-      // Count only time this process was running.
-      const now = this.now();
-      for (const record of this.peerTable.values()) if (record.live) record.lastHeard = Math.min(now, record.lastHeard + lagMs);
     }
     this.sendHeartbeat();
     // setImmediate runs after the poll phase, so heartbeats that queued up while this timer was
@@ -863,22 +481,8 @@ export class Membership extends EventEmitter {
   private detect(): void {
     if (!this.running) return;
     const now = this.now();
-    for (const record of this.peerTable.values()) {
-      for (const [kind, reassembly] of record.incoming) {
-        if (now - reassembly.lastProgressAt > this.reassemblyTimeoutMs) {
-          reassembly.release();
-          record.incoming.delete(kind);
-          this.counter.add('reassembly_timeouts');
-        }
-      }
-      if (!record.live) continue;
-      if (now - record.lastHeard > this.deadAfterMs) {
-        record.live = false;
-        this.emit('peer-down', this.viewOf(record), 'timeout');
-        continue;
-      }
-      this.requestMissing(record, now);
-    }
+    for (const record of this.peerTable.expire(now)) this.emit('peer-down', viewOf(record), 'timeout');
+    for (const record of this.peerTable.values()) if (record.live) this.documents.requestMissing(record, now);
   }
 
   /**
@@ -903,7 +507,7 @@ export class Membership extends EventEmitter {
       refused.live = false;
       refused.downByRefusal = true;
       this.counter.add('peer_unreachable');
-      this.emit('peer-down', this.viewOf(refused), 'unreachable');
+      this.emit('peer-down', viewOf(refused), 'unreachable');
     });
   }
 
@@ -922,83 +526,6 @@ export class Membership extends EventEmitter {
     this.emit('error', codedError(ErrorCodes.FALSE_REFUSAL, message));
   }
 
-  private newRecord(node: string, incarnation: bigint, remote: Pick<RemoteInfo, 'address' | 'port'>): PeerRecord {
-    return {
-      node,
-      incarnation,
-      address: remote.address,
-      port: remote.port,
-      replay: new ReplayGuard(),
-      live: false,
-      liveSince: 0,
-      lastHeard: 0,
-      leaving: false,
-      lastBody: null,
-      beat: null,
-      declarations: [],
-      holdingsDoc: null,
-      neighboursDoc: null,
-      movesDoc: { digest: EMPTY_DOCUMENT_DIGEST, map: new Map() },
-      incoming: new Map(),
-      requested: new Map(),
-      downByRefusal: false,
-      trustRefusals: true,
-      view: {
-        node,
-        incarnation,
-        address: remote.address,
-        port: remote.port,
-        live: false,
-        liveSince: 0,
-        lastHeard: 0,
-        complete: false,
-        declaration: null,
-        digest: ZERO_DIGEST,
-        holdings: new Map(),
-        unhealthy: new Set(),
-        neighbours: [],
-        moves: new Map(),
-        leaving: false,
-      },
-    };
-  }
-
-  /** A higher incarnation: forget all state of the old one except its declarations (content-addressed). */
-  private restart(old: PeerRecord, incarnation: bigint, remote: Pick<RemoteInfo, 'address' | 'port'>): PeerRecord {
-    this.discardTransfers(old);
-    const record = this.newRecord(old.node, incarnation, remote);
-    record.declarations = old.declarations;
-    const wasLive = old.live;
-    if (wasLive) {
-      record.live = true;
-      record.liveSince = this.now();
-      record.lastHeard = record.liveSince;
-    }
-    this.peerTable.set(old.node, record);
-    this.emit('peer-restart', this.viewOf(record));
-    return record;
-  }
-
-  /** Evicts the longest-silent dead peer when the table is full; false if all are live. */
-  private makeRoomForPeer(): boolean {
-    if (this.peerTable.size < this.maxPeers) return true;
-    let oldest: PeerRecord | null = null;
-    for (const record of this.peerTable.values()) {
-      if (!record.live && (oldest === null || record.lastHeard < oldest.lastHeard)) oldest = record;
-    }
-    if (!oldest) return false;
-    this.discardTransfers(oldest);
-    this.peerTable.delete(oldest.node);
-    this.counter.add('peers_evicted');
-    return true;
-  }
-
-  private discardTransfers(record: PeerRecord): void {
-    for (const reassembly of record.incoming.values()) reassembly.release();
-    record.incoming.clear();
-    record.requested.clear();
-  }
-
   /**
    * Runs `callback` after the sockets' already-queued datagrams have been read. An 'error' event
    * ends libuv's read loop for that socket, so what is still queued is read in the next poll
@@ -1007,31 +534,4 @@ export class Membership extends EventEmitter {
   private afterQueuedPackets(callback: () => void): void {
     this.clock.soon(() => this.clock.soon(callback));
   }
-
-  /** A fresh PeerState snapshot (the maps are shared with the record: do not mutate). */
-  private viewOf(record: PeerRecord): PeerState {
-    return {
-      ...record.view,
-      node: record.node,
-      incarnation: record.incarnation,
-      address: record.address,
-      port: record.port,
-      live: record.live,
-      liveSince: record.liveSince,
-      lastHeard: record.lastHeard,
-      leaving: record.leaving,
-    };
-  }
-}
-
-/** The digest (or its 8-byte prefix) a heartbeat announces for a document kind. */
-function announcedDigest(beat: Heartbeat, kind: DocumentKind): Buffer {
-  if (kind === DocumentKind.Declaration) return beat.declarationDigest;
-  if (kind === DocumentKind.Holdings) return beat.holdingsDigest;
-  if (kind === DocumentKind.Moves) return beat.movesDigest;
-  return beat.neighboursDigest;
-}
-
-function prefixEquals(full: Buffer, prefix: Buffer): boolean {
-  return full.subarray(0, prefix.length).equals(prefix);
 }
