@@ -8,16 +8,7 @@ export { BindingTransports, compileMessage, findMessageId } from './bindings';
 export type { BindingTransportsOptions, BindingSettings, SendResult } from './bindings';
 export { BindingTransport } from './binding-transport';
 export type { BindingTransportOptions } from './binding-transport';
-export {
-  BindingError,
-  UnknownBindingError,
-  BindingBrokenError,
-  BindingNotLocalError,
-  BindingUnownedError,
-  BindingMovedError,
-  NoLocalBindingError,
-  RelayError,
-} from './errors';
+// The binding errors: lib/errors.ts (exported from the package's index).
 export { pickBinding, seededRandom } from './pick';
 export type { PickStrategy, RandomSource } from './pick';
 export { deriveRelayKey, relayPassword, relayCredentials, checkRelayPassword } from './relay-auth';
