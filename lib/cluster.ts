@@ -82,6 +82,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
   private readonly maxSharedNeighbours: number;
   private watcher: net.Closable | null = null;
   private neighbourTimer: NodeJS.Timeout | null = null;
+  private checkInTimer: NodeJS.Timeout | null = null;
   private started = false;
   private closing = false;
 
@@ -129,6 +130,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     this.membership.on('change', (peer: PeerState) => peers({ kind: 'change', node: peer.node }));
     this.membership.on('neighbours', () => peers());
     this.membership.on('stall', (event: { lagMs: number }) => this.driver.step({ type: 'stall', lagMs: event.lagMs }));
+    this.membership.on('refused', (addresses) => this.driver.step({ type: 'refused', addresses }));
     this.membership.on('error', (error: Error) => this.driver.deliver({ name: 'error', args: [{ operation: 'membership', error }] }));
 
     this.relayPort = options.relay?.port ?? cluster.port;
@@ -252,7 +254,16 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       leftoversRemoved++;
     }
     const links = this.net.interfaces().map((i) => ({ ifname: i.name, usable: i.up && i.running }));
-    if (this.options.aliasReaper ?? true) this.reaper.start((error) => this.driver.deliver({ name: 'error', args: [{ operation: 'alias reaper', error }] }));
+    if (this.options.aliasReaper ?? true) {
+      const { heartbeatMs, deadAfterMs } = this.config.timers;
+      const guardMs = this.options.stallToleranceMs ?? Math.max(0, deadAfterMs - heartbeatMs);
+      this.reaper.start((error) => this.driver.deliver({ name: 'error', args: [{ operation: 'alias reaper', error }] }), { guardMs });
+      // Check-ins come from this event loop: a loop that does not run sends none.
+      if (guardMs > 0) {
+        this.checkInTimer = setInterval(() => this.reaper.checkIn(), Math.max(5, Math.floor(guardMs / 4)));
+        this.checkInTimer.unref();
+      }
+    }
     this.watcher = this.net.watch((event) => this.onWatch(event));
     await this.membership.start();
     this.driver.step({ type: 'start', links, leftoversRemoved });
@@ -281,6 +292,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       await this.driver.whenQuiescent();
     }
     await Promise.allSettled(this.plainServices.map((s) => s.stop()));
+    if (this.checkInTimer) clearInterval(this.checkInTimer);
     await this.reaper.stop();
     this.outbound.close();
     await this.membership.close();
@@ -377,7 +389,10 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
   /** Reads the kernel's neighbours on the VIP links; the engine shares a bounded list with peers. */
   private async shareNeighbours(): Promise<void> {
     const links = new Set(this.config.vips.map((v) => v.interface));
-    const list: Array<{ address: string; mac: string }> = [];
+    // First our own MAC on the VIP link, as the entry of our cluster address: a peer whose probe
+    // a leftover alias of ours answers (our process proven gone) can tell it from a live holder.
+    const own = this.net.interfaces().find((i) => links.has(i.name));
+    const list: Array<{ address: string; mac: string }> = own ? [{ address: this.config.cluster.bind, mac: own.mac }] : [];
     for (const ifname of links) {
       try {
         for (const n of await this.net.neighbours(ifname)) {

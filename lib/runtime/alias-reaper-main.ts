@@ -1,7 +1,11 @@
 /**
- * The alias reaper's own process (see alias-reaper.ts). Reads JSON lines of
- * held aliases on stdin; when stdin ends (the node process is gone or closed)
- * or a termination signal arrives, removes the last list and exits.
+ * The alias reaper's own process, the node's guardian (see alias-reaper.ts).
+ * Reads JSON lines of held aliases on stdin, and "." check-ins the node sends
+ * from its event loop. When stdin ends (the node process is gone or closed)
+ * it removes the last list and exits. When the node stops checking in for
+ * MTA_VIP_GUARD_MS (stopped, a long GC pause, a blocked loop) it removes them
+ * too, and stays: the node restores them if its peers never noticed, or
+ * rejoins as standby if they did.
  *
  * Before it removes them it resets every TCP socket still on those addresses
  * (the dead process's listeners and sessions, those of an MTA's worker
@@ -11,6 +15,7 @@
  * instead of hanging. Once more after the removal, for a connection accepted
  * in between.
  */
+import { performance } from 'node:perf_hooks';
 import * as readline from 'node:readline';
 import { destroyTcpSockets, removeAddress } from '../net';
 import { resetSessions } from './session-drain';
@@ -18,10 +23,19 @@ import type { Alias } from './alias-reaper';
 
 let held: Alias[] = [];
 let reaping = false;
+const guardMs = Number(process.env.MTA_VIP_GUARD_MS ?? 0);
+let lastCheckIn = performance.now();
+/** True once the guard removed the aliases for the current silence (until the next check-in). */
+let guarded = false;
 
 async function reap(why: string): Promise<void> {
   if (reaping) return;
   reaping = true;
+  await removeAll(why);
+  process.exit(0);
+}
+
+async function removeAll(why: string): Promise<void> {
   const addresses = held.map((alias) => alias.cidr.replace(/\/\d+$/, ''));
   await resetSockets(why, addresses);
   for (const alias of held) {
@@ -33,8 +47,24 @@ async function reap(why: string): Promise<void> {
     }
   }
   await resetSockets(why, addresses);
-  process.exit(0);
 }
+
+/**
+ * The node's silence is judged after the pipe's pending check-ins were read: a timer that fires
+ * in the same turn as queued data (this process was starved too) must not act on stale time.
+ */
+function watchSilence(): void {
+  if (!(guardMs > 0)) return;
+  const wait = Math.max(1, lastCheckIn + guardMs - performance.now());
+  setTimeout(() => setImmediate(() => {
+    if (!reaping && !guarded && held.length > 0 && performance.now() - lastCheckIn >= guardMs) {
+      guarded = true;
+      void removeAll(`node process ${process.env.MTA_VIP_REAPER_PARENT ?? '?'} silent for ${performance.now() - lastCheckIn} ms (guard ${guardMs} ms)`);
+    }
+    watchSilence();
+  }), wait).unref();
+}
+watchSilence();
 
 async function resetSockets(why: string, addresses: string[]): Promise<void> {
   try {
@@ -47,6 +77,11 @@ async function resetSockets(why: string, addresses: string[]): Promise<void> {
 
 const lines = readline.createInterface({ input: process.stdin });
 lines.on('line', (line) => {
+  if (line === '.') {
+    lastCheckIn = performance.now();
+    guarded = false;
+    return;
+  }
   try {
     const list = JSON.parse(line) as unknown;
     if (Array.isArray(list)) held = list.filter((a): a is Alias => typeof a?.ifname === 'string' && typeof a?.cidr === 'string');

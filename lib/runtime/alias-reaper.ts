@@ -18,11 +18,14 @@ export class AliasReaper {
   private child: ChildProcess | null = null;
   private last = '';
 
-  /** Starts the child; `onError` hears about a reaper that could not start or died. */
-  start(onError: (error: Error) => void): void {
+  /**
+   * Starts the child; `onError` hears about a reaper that could not start or died. With
+   * `guardMs`, it also removes the aliases when checkIn() has not been called for that long.
+   */
+  start(onError: (error: Error) => void, options: { guardMs?: number } = {}): void {
     const child = spawn(process.execPath, [path.join(__dirname, 'alias-reaper-main.js')], {
       stdio: ['pipe', 'ignore', 'inherit'],
-      env: { ...process.env, MTA_VIP_REAPER_PARENT: String(process.pid) },
+      env: { ...process.env, MTA_VIP_REAPER_PARENT: String(process.pid), MTA_VIP_GUARD_MS: String(options.guardMs ?? 0) },
     });
     child.on('error', onError);
     child.on('exit', (code, signal) => {
@@ -37,6 +40,11 @@ export class AliasReaper {
     (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
     this.child = child;
     this.last = '';
+  }
+
+  /** Tells the guardian this process's event loop runs (call it at least every guardMs / 2). */
+  checkIn(): void {
+    this.child?.stdin?.write('.\n');
   }
 
   /** Tells the reaper what this node holds now (sent only when it changed). */

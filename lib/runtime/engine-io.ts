@@ -38,6 +38,8 @@ export type EngineInput =
   | { type: 'tick'; now: number }
   /** The peer table changed: `peers` is all of it now; `change` says what happened, if one thing did. */
   | { type: 'peers'; now: number; peers: readonly EnginePeer[]; change?: PeerChange }
+  /** The cluster addresses whose host refuses our heartbeats (its process is gone), all of them now. */
+  | { type: 'refused'; now: number; addresses: readonly string[] }
   /** This process did not run for `lagMs` (SIGSTOP, GC, a blocked loop). */
   | { type: 'stall'; now: number; lagMs: number }
   | { type: 'link'; now: number; ifname: string; usable: boolean }

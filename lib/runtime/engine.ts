@@ -50,6 +50,11 @@ export class VipEngine {
   /** Re-announcements due after a foreign claim: ip → time. */
   private readonly reannounceAt = new Map<string, number>();
   private readonly sniffed = new Map<string, string>();
+  /** Failed acquisitions in a row per VIP (the back-off's exponent). */
+  private readonly failures = new Map<string, number>();
+  /** The peers whose process is proven gone (their host refused our heartbeats). */
+  private readonly refused = new Set<string>();
+  private refusedAddresses = new Set<string>();
   private peers: readonly EnginePeer[] = [];
   private assignment: Assignment | null = null;
   private lastOutcomes = new Map<string, VipOutcome>();
@@ -102,19 +107,36 @@ export class VipEngine {
         return;
       case 'peers':
         this.peers = input.peers;
+        // The cluster changed: a host that answered our probe may have let the VIP go. The
+        // back-off of 'held-on-wire' is for a holder we cannot hear at all (we hear nothing then).
+        if (input.change) for (const vip of this.config.vips) if (this.health.clear(vip.ip, 'held-on-wire')) this.publishDue = true;
+        if (input.change?.kind === 'down' && input.change.reason === 'unreachable') this.refused.add(input.change.node);
+        else if (input.change && input.change.kind !== 'change') this.refused.delete(input.change.node);
         if (input.change?.kind === 'up') {
           this.knownNodes.add(input.change.node);
+          // A peer is back (a partition healed, a restart): while we could not hear each other,
+          // clients may have followed its announcements. Once any clash has settled, say again
+          // what we hold.
+          for (const slot of this.slots.values()) if (slot.state === 'held') this.reannounceSoon(slot.vip.ip);
           this.emit({ name: 'peer-up', args: [{ node: input.change.node, address: input.change.address }] });
         } else if (input.change?.kind === 'down') {
           this.count('peer_down_total');
           this.emit({ name: 'peer-down', args: [{ node: input.change.node, address: input.change.address, reason: input.change.reason }] });
         }
         return;
+      case 'refused':
+        this.refusedAddresses = new Set(input.addresses);
+        return;
       case 'stall':
         this.count('stalls_total');
-        // Our own stall (GC, SIGSTOP, a blocked loop): what we know is stale.
+        // Our own stall (GC, SIGSTOP, a blocked loop) past dead-after: what we know is stale, and
+        // peers have declared us dead and may hold our VIPs by now (the guardian removed our
+        // addresses before they could). Rejoin as standby: release, listen, then elect again.
         this.resettle();
         this.emit({ name: 'stall', args: [{ lagMs: input.lagMs }] });
+        for (const slot of this.slots.values()) {
+          if (slot.state === 'held') this.operations.release(slot, 'stale', `this process did not run for ${Math.round(input.lagMs)} ms: its claim is stale`);
+        }
         return;
       case 'link':
         return this.onLink(input.ifname, input.usable);
@@ -309,7 +331,7 @@ export class VipEngine {
   private rememberEpochs(): void {
     for (const peer of this.peers) {
       for (const [ip, epoch] of peer.holdings) {
-        if (epoch > (this.lastKnownEpochs.get(ip) ?? 0) && this.slots.has(ip)) this.lastKnownEpochs.set(ip, epoch);
+        if (this.slots.has(ip) && epoch > (this.lastKnownEpochs.get(ip) ?? 0)) this.lastKnownEpochs.set(ip, epoch);
       }
     }
   }
@@ -333,12 +355,33 @@ export class VipEngine {
       publishSoon: () => void (this.publishDue = true),
       bindingsChanged: () => this.refreshBindings(this.view(this.now)),
       knownHosts: (family) => knownHosts(this.peers, family),
+      // The MAC is that of a peer whose process is proven gone: each node shares its own MAC as
+      // the neighbour entry of its cluster address.
+      // The MAC is that of a host whose node process is proven gone: a peer that went down on
+      // an ICMP refusal (each node shares its own MAC as the neighbour entry of its cluster
+      // address), or a cluster address that refuses our heartbeats whose MAC our kernel knows.
+      leftoverExpected: (_ip, mac) => {
+        const same = (other: string): boolean => other.toLowerCase() === mac.toLowerCase();
+        if (this.peers.some((p) => this.refused.has(p.node) && p.neighbours.some((n) => n.address === p.address && same(n.mac)))) return true;
+        return this.neighbours.some((n) => this.refusedAddresses.has(n.address) && same(n.mac));
+      },
+      acquiredOk: (ip) => void this.failures.delete(ip),
     };
   }
 
+  /**
+   * The VIP failed here: unhealthy (peers elect someone else) until a back-off ends that doubles
+   * with each failure in a row, capped at 16 times its base, so a node that cannot serve a VIP
+   * (no privilege, a port taken) does not take it back and drop it on a fixed cycle.
+   */
   private markUnhealthy(ip: string, reason: UnhealthyReason, detail: string): void {
-    this.health.fail(ip, reason, detail, this.now + this.options.retryUnhealthyMs);
-    this.emit({ name: 'unhealthy', args: [{ ip, reason, detail }] });
+    const failures = (this.failures.get(ip) ?? 0) + 1;
+    this.failures.set(ip, failures);
+    const base = reason === 'held-on-wire' ? 4 * this.config.timers.deadAfterMs : this.options.retryUnhealthyMs;
+    const delay = base * 2 ** Math.min(failures - 1, 4);
+    const text = `${detail} (failure ${failures} in a row; retried in ${Math.round(delay)} ms)`;
+    this.health.fail(ip, reason, text, this.now + delay);
+    this.emit({ name: 'unhealthy', args: [{ ip, reason, detail: text }] });
     this.publishDue = true;
   }
 
@@ -383,14 +426,17 @@ export class VipEngine {
 
   /** Re-announcements whose time has come: after a foreign claim, and the periodic ones. */
   private dueAnnouncements(): void {
+    const due = new Map<string, string[]>();
     for (const [ip, at] of this.reannounceAt) {
       if (at > this.now) continue;
       this.reannounceAt.delete(ip);
       const slot = this.slots.get(ip) as Slot;
       if (slot.state !== 'held') continue;
       this.count('reannouncements_total');
-      this.effects.push({ type: 'reannounce', ifname: slot.vip.interface, ips: [ip], count: 1, intervalMs: 0 });
+      due.set(slot.vip.interface, [...(due.get(slot.vip.interface) ?? []), ip]);
     }
+    // One announcement per interface, however many VIPs are due.
+    for (const [ifname, ips] of due) this.effects.push({ type: 'reannounce', ifname, ips, count: 1, intervalMs: 0 });
     if (this.nextReannounceAll !== null && this.nextReannounceAll <= this.now) {
       this.nextReannounceAll = this.now + this.config.announce.reannounceMs;
       for (const [ifname, ips] of this.heldByInterface()) this.effects.push({ type: 'reannounce', ifname, ips, count: 1, intervalMs: 0 });

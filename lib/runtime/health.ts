@@ -3,7 +3,7 @@
  * heartbeats and elect someone else: a node that cannot bind a listener or
  * whose link is down must not keep, or be given, a VIP it would black-hole.
  */
-export type UnhealthyReason = 'link-down' | 'listen-failed' | 'address-failed' | 'announce-failed' | 'not-ready' | 'shutdown';
+export type UnhealthyReason = 'link-down' | 'listen-failed' | 'address-failed' | 'announce-failed' | 'held-on-wire' | 'not-ready' | 'shutdown';
 
 export interface HealthProblem {
   reason: UnhealthyReason;

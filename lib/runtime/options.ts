@@ -32,6 +32,16 @@ export interface RuntimeOptions {
    */
   aliasReaper?: boolean;
   /**
+   * The alias reaper is also this node's guardian, outside its event loop: when the node
+   * process has not checked in for this long (SIGSTOP, a long GC pause, a blocked loop), the
+   * guardian resets the sockets on the node's VIPs and removes them, so a stalled node's kernel
+   * no longer answers for VIPs its peers are about to take over. Default deadAfterMs minus one
+   * heartbeat: peers declare the node dead after deadAfterMs and acquire after a probe, so the
+   * addresses are gone first with one heartbeat to spare. A node that resumes before its peers
+   * noticed restores them; one that resumes later rejoins as standby. 0 disables the guard.
+   */
+  stallToleranceMs?: number;
+  /**
    * Longest a live peer whose declaration has not arrived holds up this node's
    * acquisitions: long enough to fetch a 4,096-VIP declaration from a busy
    * peer, short enough that a peer whose declaration never decodes cannot stop

@@ -40,6 +40,14 @@ export interface OperationContext {
   bindingsChanged(): void;
   /** Hosts peers know, for unicast ARP after a takeover. */
   knownHosts(family: 4 | 6): Array<{ address: string; mac: string }>;
+  /**
+   * True when `mac`'s answer to our probe for `ip` comes from a leftover alias, not from a live
+   * holder: it is the MAC of the VIP's last holder, whose process is proven gone (its host
+   * refused our heartbeats).
+   */
+  leftoverExpected(ip: string, mac: string): boolean;
+  /** An acquisition of `ip` succeeded: its failure back-off starts over. */
+  acquiredOk(ip: string): void;
 }
 
 /** One interface's batch of acquisitions: one probe, one announcement. */
@@ -118,7 +126,12 @@ export class VipOperations {
     if (operation.kind === 'acquire') return this.acquisitionStep(result.op, operation, result);
     this.inFlight.delete(result.op);
     const slot = this.ctx.slot(operation.ip);
-    if (operation.kind === 'take-down') return this.ctx.transition(slot, 'acquire-failed');
+    if (operation.kind === 'take-down') {
+      this.ctx.transition(slot, 'acquire-failed');
+      // Peers must hear that we no longer claim it, or they wait for us to release it.
+      this.ctx.publishSoon();
+      return;
+    }
     if (operation.kind === 'release') return this.released(slot, operation, result);
     if (result.ok) {
       this.ctx.transition(slot, 'restored');
@@ -171,6 +184,20 @@ export class VipOperations {
       }
       acquisition.found = result.found;
       acquisition.probeMs = result.ms;
+      // Another host answers for the address: a live holder we cannot hear (our inbound is lost,
+      // or its heartbeats are), since a dead process's aliases are gone with its reaper. Taking
+      // it would make two holders; the wire has the last word. Only an answer from a host whose
+      // process is proven gone (a leftover alias) is taken over.
+      for (const ip of acquisition.ips) {
+        const mac = result.found.get(ip);
+        if (!mac || this.ctx.leftoverExpected(ip, mac)) continue;
+        this.ctx.count('acquisitions_blocked_total');
+        this.ctx.emit({ name: 'conflict', args: [{ ip, kind: 'probe', mac, message: `${mac} answers for ${ip}: a host this node cannot hear holds it; not taken` }] });
+        this.ctx.markUnhealthy(ip, 'held-on-wire', `${mac} answered the probe for ${ip}: another host holds it`);
+        this.ctx.transition(this.ctx.slot(ip), 'acquire-failed');
+      }
+      acquisition.ips = acquisition.ips.filter((ip) => this.ctx.slot(ip).state === 'acquiring');
+      if (acquisition.ips.length === 0) return this.endAcquisition(op);
       return this.bringUp(op, acquisition);
     }
     if (result.kind === 'bring-up') {
@@ -207,6 +234,7 @@ export class VipOperations {
       const slot = this.ctx.slot(ip);
       this.ctx.transition(slot, 'acquired');
       this.ctx.count('acquisitions_total');
+      this.ctx.acquiredOk(ip);
       const probeFoundMac = acquisition.found.get(ip) ?? null;
       if (probeFoundMac) {
         // Someone still answered for the address: typically the dead holder's kernel (a crashed

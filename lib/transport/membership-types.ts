@@ -133,5 +133,7 @@ export interface MembershipEvents {
   change: (peer: PeerState) => void;
   neighbours: (peer: PeerState) => void;
   stall: (event: { lagMs: number }) => void;
+  /** The destinations whose host refused our packets (nothing listens there), after any change. */
+  refused: (addresses: string[]) => void;
   error: (error: Error) => void;
 }

@@ -79,6 +79,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private readonly peerTable: PeerTable;
   private readonly local: LocalDocuments;
   private readonly documents: DocumentExchange;
+  /** Destinations whose host said nothing listens there (ICMP port unreachable), until heard again. */
+  private readonly refusedAddresses = new Set<string>();
   private readonly lag: LoopLagMeter;
   private readonly budget: ReassemblyBudget;
   private readonly maxNeighbours: number;
@@ -336,6 +338,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
       this.emit('peer-restart', viewOf(record));
     }
     if (!record.replay.isFresh(envelope.sequence)) return 'replay';
+    if (this.refusedAddresses.delete(remote.address)) this.emit('refused', [...this.refusedAddresses]);
 
     const now = this.now();
     switch (envelope.type) {
@@ -494,6 +497,12 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private onRefused(endpoint: Endpoint): void {
     this.counter.add('send_refused');
     if (!this.running) return;
+    // Evidence for the runtime, about any destination (a peer never heard from too): nothing
+    // listens there, so an alias its host still answers for is a leftover, not a live holder.
+    if (!this.refusedAddresses.has(endpoint.address)) {
+      this.refusedAddresses.add(endpoint.address);
+      this.emit('refused', [...this.refusedAddresses]);
+    }
     const key = endpointKey(endpoint.address, endpoint.port);
     let record: PeerRecord | undefined;
     for (const candidate of this.peerTable.values()) {

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { VipEngine } from '../../lib/runtime/engine';
 import { VipOperations } from '../../lib/runtime/vip-operations';
+import { SimNode } from './sim-node';
 import { drawSchedule, type Schedule } from './schedule';
 import { simulate } from './simulation';
 
@@ -50,4 +51,35 @@ test('without acquisitions, nothing is held and the liveness invariant says so',
     const result = await simulate(calm);
     assert.ok(result.violations.some((v) => v.invariant === 'liveness'), JSON.stringify(result.violations));
   });
+});
+
+test('without the guardian, a stopped holder keeps answering for its VIP and nobody serves it, and the no-orphan invariant says so', async () => {
+  const schedule: Schedule = { ...calm, vips: calm.vips.map((v) => ({ ...v, preferred: 'n1' })), faults: [{ at: 1500, kind: 'stall', node: 'n1', ms: 1500 }] };
+  assert.deepEqual((await simulate(schedule)).violations, []);
+  await withBrokenEngine(
+    'guard',
+    function () {},
+    async () => {
+      const result = await simulate(schedule);
+      // Its kernel still answers the peers' probes, so they do not take it: nobody serves it.
+      assert.ok(result.violations.some((v) => v.invariant === 'no orphan'), JSON.stringify(result.violations));
+    },
+    SimNode,
+  );
+});
+
+test('without the wire blocking acquisitions, a node that hears nothing takes every VIP, and the no-steal invariant says so', async () => {
+  const schedule: Schedule = { ...calm, faults: [{ at: 1500, kind: 'deaf', node: 'n3', until: 3500 }] };
+  assert.deepEqual((await simulate(schedule)).violations, []);
+  const proto = VipEngine.prototype as unknown as { operationContext: () => Record<string, unknown> };
+  const original = proto.operationContext;
+  proto.operationContext = function (this: unknown) {
+    return { ...original.call(this), leftoverExpected: () => true };
+  };
+  try {
+    const result = await simulate(schedule);
+    assert.ok(result.violations.some((v) => v.invariant === 'no steal'), JSON.stringify(result.violations));
+  } finally {
+    proto.operationContext = original;
+  }
 });

@@ -1,7 +1,8 @@
 /**
  * The simulated cluster network: datagrams between the nodes' membership
  * transports with a delay (so reordering), random loss, one-way blocks and
- * partitions; a host whose process is gone answers with ICMP port unreachable
+ * partitions (a partition cuts layer 2 too; a block or a deaf node loses only
+ * the cluster's UDP, as an nftables rule on the port would); a host whose process is gone answers with ICMP port unreachable
  * (what fast crash detection sees), a host that is down answers nothing.
  */
 import type { Endpoint } from '../../lib/transport/address';
@@ -47,6 +48,12 @@ export class SimNetwork {
     if (this.blocked.has(`${a.name}>${b.name}`)) return false;
     if (this.partition && this.partition.get(a.name) !== this.partition.get(b.name)) return false;
     return true;
+  }
+
+  /** True when frames pass between a and b at layer 2 (ARP): a partition cuts them, a UDP block does not. */
+  sameLink(a: NetHost, b: NetHost): boolean {
+    if (!a.hostUp || !b.hostUp || !a.linkUp || !b.linkUp) return false;
+    return !(this.partition && this.partition.get(a.name) !== this.partition.get(b.name));
   }
 
   /** True when nothing but the nodes' own state stands between any two of them. */

@@ -27,4 +27,17 @@ export const REGRESSION_SEEDS: Array<{ seed: number; nodes?: number; found: stri
       "under 90% loss n3 acquired 198.18.1.1 at epoch 4 though it had heard epoch 4: the holdings document of a peer that was not " +
       "live completed without a 'change' event, so the engine never saw those epochs (fixed in Membership.onChunk)",
   },
+  {
+    seed: 725,
+    found:
+      'a VIP stayed unserved for 1.6 s: n1 gave up an acquisition after a failed probe, but its take-down never published, ' +
+      'so peers saw n1 still claiming the VIP and waited (fixed: a take-down publishes)',
+  },
+  {
+    seed: 144,
+    found:
+      "no node served three VIPs while n1's process was dead without its reaper: n2 (booted after n1 died, so never heard it) " +
+      "found n1's leftover aliases answering its probes and took them for a live holder's (fixed: a cluster address that " +
+      'refuses our heartbeats, matched through the kernel neighbour table, proves the aliases are leftovers)',
+  },
 ];

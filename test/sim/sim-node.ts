@@ -13,7 +13,7 @@ import { Membership, type PeerState } from '../../lib/transport';
 import type { NetHost, SimNetwork } from './network';
 import type { Rng } from './rng';
 import type { Scheduler } from './scheduler';
-import type { Wire, WireHost } from './wire';
+import { macOf, type Wire, type WireHost } from './wire';
 
 /** Failure rates of the node's operations, set by the schedule. */
 export interface OperationFaults {
@@ -28,9 +28,13 @@ export const NO_FAULTS: OperationFaults = { addAddress: 0, startServices: 0, ann
 export interface NodeObserver {
   /** After every step of the node's engine: the simulation checks its invariants. */
   afterReady(node: SimNode, effects: Effect[], events: EngineEvent[]): void;
+  /** The node adds a VIP's address (to check nobody alive has it). */
+  beforeAdd(node: SimNode, ip: string): void;
 }
 
 export const RETRY_UNHEALTHY_MS = 400;
+/** The guardian's stall tolerance: dead-after minus one heartbeat, as the runtime's default. */
+export const GUARD_MS = 200 - 50;
 /** Longest release drain the simulation draws (a bound of the dual-holder invariant). */
 export const MAX_RELEASE_MS = 300;
 
@@ -52,6 +56,17 @@ export class SimNode implements NetHost, WireHost {
   published = new Map<string, number>();
   closing = false;
   boots = 0;
+  /** When the process last checked in with its guardian (the alias reaper), and whether the guardian acted since. */
+  lastCheckIn = 0;
+  guarded = false;
+  /** Every node's cluster address and MAC (what this host's neighbour table learns). */
+  neighbourHosts: Array<{ address: string; mac: string }> = [];
+  /** Per VIP, the host whose answer the last probe reported (the addon reports the first). */
+  readonly probeAnswer = new Map<string, SimNode | null>();
+  /** Per VIP, the hosts that had it when this node's last probe for it went out. */
+  readonly heldAtProbe = new Map<string, Set<string>>();
+  /** The aliases the guardian knows (the last publication). */
+  guardedAliases: string[] = [];
   /** VIP → epoch this process published holding (an epoch seen again is the same holding, not a new one). */
   private readonly heldEpochs = new Map<string, number>();
   private flushQueued = false;
@@ -120,12 +135,32 @@ export class SimNode implements NetHost, WireHost {
     membership.on('change', (p: PeerState) => peers({ kind: 'change', node: p.node }));
     membership.on('neighbours', () => peers());
     membership.on('stall', (e: { lagMs: number }) => this.step({ type: 'stall', now: 0, lagMs: e.lagMs }));
+    membership.on('refused', (addresses: string[]) => this.step({ type: 'refused', now: 0, addresses }));
     membership.on('error', () => undefined);
     const generation = this.generation;
     await membership.start();
     if (generation !== this.generation) return;
     this.step({ type: 'start', now: 0, links: [{ ifname: this.ifname, usable: this.linkUp }], leftoversRemoved: leftovers });
+    // Its own MAC, shared as the neighbour entry of its cluster address (as the facade does).
+    // Its kernel knows the other nodes' MACs too (heartbeats went to their addresses).
+    this.step({ type: 'neighbours', now: 0, list: [{ address: this.address, mac: macOf(this.name) }, ...this.neighbourHosts.filter((n) => n.address !== this.address)] });
     this.flush();
+    this.checkIn(generation);
+  }
+
+  /** Check-ins from the event loop, as the facade's timer sends them (none while stalled). */
+  private checkIn(generation: number): void {
+    if (generation !== this.generation) return;
+    this.lastCheckIn = this.sched.now;
+    this.guarded = false;
+    this.sched.after(Math.floor(GUARD_MS / 4), this, () => this.checkIn(generation));
+  }
+
+  /** The guardian, outside the node's event loop: removes the aliases of a node silent for GUARD_MS. */
+  guard(): void {
+    if (!this.processUp || this.guarded || !this.hostUp || this.sched.now - this.lastCheckIn < GUARD_MS) return;
+    this.guarded = true;
+    for (const ip of this.guardedAliases) this.wire.remove(this, ip);
   }
 
   private declarationBytes: Buffer = Buffer.alloc(0);
@@ -151,6 +186,7 @@ export class SimNode implements NetHost, WireHost {
     this.wake = null;
     this.flushQueued = false;
     if (reaper) for (const ip of this.wire.of(this)) this.wire.remove(this, ip, false);
+    this.guardedAliases = [];
   }
 
   /** Graceful close: VIPs released (draining), then goodbye and exit. */
@@ -247,6 +283,7 @@ export class SimNode implements NetHost, WireHost {
     switch (effect.type) {
       case 'publish':
         this.published = effect.state.holdings;
+        this.guardedAliases = effect.state.aliases.map((a) => a.cidr.split('/')[0] as string);
         this.membership?.setLocal({ declaration: this.declarationBytes, holdings: effect.state.holdings, unhealthy: effect.state.unhealthy, neighbours: effect.state.neighbours, moves: effect.state.moves });
         return;
       case 'wake':
@@ -273,14 +310,17 @@ export class SimNode implements NetHost, WireHost {
         if (error) return this.done(this.latency(), { op: effect.op, kind: 'probe', ok: false, error });
         const found = new Map<string, string | null>();
         for (const ip of effect.ips) {
-          const other = this.wire.holders(ip).find((h) => h !== this);
-          found.set(ip, other ? `mac-of-${other.name}` : null);
+          const others = this.wire.answering(this, ip);
+          this.heldAtProbe.set(ip, new Set(others.map((h) => h.name)));
+          this.probeAnswer.set(ip, (others[0] as SimNode | undefined) ?? null);
+          found.set(ip, others[0] ? macOf(others[0].name) : null);
         }
         return this.done(effect.timeoutMs, { op: effect.op, kind: 'probe', ok: true, found, ms: effect.timeoutMs });
       }
       case 'bring-up': {
         const addError = this.fail(this.faults.addAddress, 'EPERM');
         if (addError) return this.done(this.latency(), { op: effect.op, kind: 'bring-up', ip: effect.ip, ok: false, step: 'add address', error: addError });
+        this.observer.beforeAdd(this, effect.ip);
         this.wire.add(this, effect.ip);
         const listenError = this.fail(this.faults.startServices, 'EADDRINUSE');
         if (listenError) {

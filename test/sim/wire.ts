@@ -4,6 +4,11 @@
  * points at (the last gratuitous ARP it heard). Hosts sniffing a VIP hear
  * every other claim on it, as the addon's sniffer would.
  */
+/** A node's MAC on the VIP link: '02:00:00:00:00:<n>' for node 'n<n>'. */
+export function macOf(node: string): string {
+  return `02:00:00:00:00:${Number(node.slice(1)).toString(16).padStart(2, '0')}`;
+}
+
 export interface WireHost {
   name: string;
   hostUp: boolean;
@@ -16,6 +21,14 @@ export interface WireHost {
 
 export class Wire {
   private readonly aliases = new Map<string, Set<WireHost>>();
+
+  /** `sameLink(a, b)`: frames pass between the two hosts (a partition cuts them). */
+  constructor(private readonly sameLink: (a: WireHost, b: WireHost) => boolean = () => true) {}
+
+  /** The hosts that answer `from`'s probe for `ip` (an ARP request reaches them). */
+  answering(from: WireHost, ip: string): WireHost[] {
+    return this.holders(ip).filter((h) => h !== from && this.sameLink(from, h));
+  }
   /** ip → who a client's neighbour entry points at (a host name, or a foreign MAC). */
   readonly neighbour = new Map<string, string>();
 
@@ -50,7 +63,9 @@ export class Wire {
     const name = typeof by === 'string' ? by : by.name;
     this.neighbour.set(ip, name);
     for (const host of this.aliases.get(ip) ?? []) {
-      if (host !== by && host.hostUp && host.linkUp && host.sniffing.has(ip)) host.onForeignClaim(ip, `mac-of-${name}`);
+      if (host === by || !host.hostUp || !host.linkUp || !host.sniffing.has(ip)) continue;
+      if (typeof by !== 'string' && !this.sameLink(by, host)) continue;
+      host.onForeignClaim(ip, name.startsWith('n') ? macOf(name) : '02:ff:00:00:00:01');
     }
   }
 }

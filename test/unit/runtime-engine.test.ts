@@ -98,7 +98,9 @@ test('a failed listen gives the VIP up, marks it unhealthy for peers, and tries 
   engine.step({ type: 'done', now: 212, result: { op: bringUp.op, kind: 'bring-up', ip: VIP, ok: false, step: 'start services', error: Object.assign(new Error('listen EADDRINUSE'), { code: 'EADDRINUSE' }) } });
   const ready = engine.ready();
   assert.equal(engine.stateOf(VIP), 'idle');
-  assert.deepEqual(ready.events.filter((e) => e.name === 'unhealthy').map((e) => e.args[0]), [{ ip: VIP, reason: 'listen-failed', detail: `start services for ${VIP} failed: listen EADDRINUSE` }]);
+  assert.deepEqual(ready.events.filter((e) => e.name === 'unhealthy').map((e) => e.args[0]), [
+    { ip: VIP, reason: 'listen-failed', detail: `start services for ${VIP} failed: listen EADDRINUSE (failure 1 in a row; retried in 1000 ms)` },
+  ]);
   const publication = ready.effects.find((e) => e.type === 'publish') as Extract<Effect, { type: 'publish' }>;
   assert.deepEqual([...publication.state.unhealthy], [VIP]);
   assert.deepEqual(ready.effects.find((e) => e.type === 'wake'), { type: 'wake', at: 1213 });
@@ -153,4 +155,39 @@ test('a listener that throws is reported as an error event, and the VIP is still
   assert.deepEqual(added, [`${VIP}/32`]);
   assert.deepEqual(errors, ["'acquired' listener: listener bug"]);
   driver.stop();
+});
+
+test('failures in a row back off, doubling up to 16 times the base, and a success starts over', () => {
+  const engine = engineFor('n1');
+  step(engine, { type: 'start', now: 0, links: [{ ifname: 'eth0', usable: true }] });
+  let now = 201;
+  const waits: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const probe = step(engine, { type: 'tick', now }).find((e) => e.type === 'probe') as Extract<Effect, { type: 'probe' }>;
+    assert.ok(probe, `attempt ${i + 1} probes`);
+    const bringUp = step(engine, { type: 'done', now, result: { op: probe.op, kind: 'probe', ok: true, found: new Map(), ms: 0 } }).find((e) => e.type === 'bring-up') as Extract<Effect, { type: 'bring-up' }>;
+    const after = step(engine, { type: 'done', now, result: { op: bringUp.op, kind: 'bring-up', ip: VIP, ok: false, step: 'start services', error: new Error('EACCES') } });
+    const wake = after.find((e) => e.type === 'wake') as Extract<Effect, { type: 'wake' }>;
+    waits.push((wake.at as number) - 1 - now);
+    now = wake.at as number;
+  }
+  assert.deepEqual(waits, [1000, 2000, 4000, 8000, 16000, 16000]);
+});
+
+test('an answer to the probe from a host we cannot hear blocks the takeover; a leftover of a refused address does not', () => {
+  const engine = engineFor('n2');
+  step(engine, { type: 'start', now: 0, links: [{ ifname: 'eth0', usable: true }] });
+  step(engine, { type: 'neighbours', now: 0, list: [{ address: '198.18.0.10', mac: '02:00:00:00:00:01' }] });
+  const probe = step(engine, { type: 'tick', now: 201 }).find((e) => e.type === 'probe') as Extract<Effect, { type: 'probe' }>;
+  engine.step({ type: 'done', now: 211, result: { op: probe.op, kind: 'probe', ok: true, found: new Map([[VIP, '02:00:00:00:00:01']]), ms: 10 } });
+  const blocked = engine.ready();
+  assert.equal(engine.stateOf(VIP), 'idle');
+  assert.ok(!blocked.effects.some((e) => e.type === 'bring-up'), 'no address added');
+  assert.deepEqual(blocked.events.filter((e) => e.name === 'unhealthy').map((e) => (e.args[0] as { reason: string }).reason), ['held-on-wire']);
+  // The same MAC, once its host refuses our heartbeats: a leftover alias, taken over.
+  step(engine, { type: 'refused', now: 300, addresses: ['198.18.0.10'] });
+  const again = step(engine, { type: 'peers', now: 300, peers: [], change: { kind: 'change', node: 'n1' } }).find((e) => e.type === 'probe') as Extract<Effect, { type: 'probe' }>;
+  assert.ok(again, 'the back-off of held-on-wire ends when the cluster changes');
+  const effects = step(engine, { type: 'done', now: 310, result: { op: again.op, kind: 'probe', ok: true, found: new Map([[VIP, '02:00:00:00:00:01']]), ms: 10 } });
+  assert.ok(effects.some((e) => e.type === 'bring-up'));
 });
