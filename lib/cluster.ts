@@ -83,6 +83,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
   private watcher: net.Closable | null = null;
   private neighbourTimer: NodeJS.Timeout | null = null;
   private checkInTimer: NodeJS.Timeout | null = null;
+  private lastCheckInAt = 0;
   private started = false;
   private closing = false;
 
@@ -260,7 +261,10 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       this.reaper.start((error) => this.driver.deliver({ name: 'error', args: [{ operation: 'alias reaper', error }] }), { guardMs });
       // Check-ins come from this event loop: a loop that does not run sends none.
       if (guardMs > 0) {
-        this.checkInTimer = setInterval(() => this.reaper.checkIn(), Math.max(5, Math.floor(guardMs / 4)));
+        this.checkInTimer = setInterval(() => {
+          this.lastCheckInAt = this.clock.now();
+          this.reaper.checkIn();
+        }, Math.max(5, Math.floor(guardMs / 4)));
         this.checkInTimer.unref();
       }
     }
@@ -376,6 +380,14 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
   }
 
   private onWatch(event: net.WatchEvent): void {
+    // After SIGCONT the kernel's events are read before any timer runs: the guardian's removals
+    // would look like an operator's and be restored. A loop that has not run since before
+    // dead-after is a stall first (release as stale), whatever the membership says later.
+    const silentMs = this.clock.now() - this.lastCheckInAt;
+    if (this.checkInTimer && this.lastCheckInAt > 0 && silentMs > this.config.timers.deadAfterMs) {
+      this.lastCheckInAt = this.clock.now();
+      this.driver.step({ type: 'stall', lagMs: silentMs });
+    }
     if (event.type === 'link') this.driver.step({ type: 'link', ifname: event.ifname, usable: event.up && event.running });
     else if (event.type === 'address-removed') this.driver.step({ type: 'address-removed', ifname: event.ifname, address: event.address });
   }

@@ -366,6 +366,12 @@ export class VipEngine {
         return this.neighbours.some((n) => this.refusedAddresses.has(n.address) && same(n.mac));
       },
       acquiredOk: (ip) => void this.failures.delete(ip),
+      highestHeardEpoch: (ip) => {
+        let max = 0;
+        for (const peer of this.peers) max = Math.max(max, peer.holdings.get(ip) ?? 0);
+        if (max > (this.lastKnownEpochs.get(ip) ?? 0)) this.lastKnownEpochs.set(ip, max);
+        return max;
+      },
     };
   }
 

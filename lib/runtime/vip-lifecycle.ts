@@ -3,20 +3,25 @@
  * table (in the spirit of keepalived's VRRP state handlers): what the address
  * on our interface is doing, never a combination of flags.
  *
- *   idle ──acquire──▶ acquiring ──acquired──▶ held ──release──▶ releasing ──released──▶ idle
- *                        │                     │  ▲
- *                        └──acquire-failed──▶ idle  address-lost ▼  │ restored / restore-failed
- *                                                 restoring ───────┘
+ *   idle ──acquire──▶ probing ──probed──▶ acquiring ──acquired──▶ held ──release──▶ releasing ──released──▶ idle
+ *                       │                    │                    │  ▲
+ *                       └──acquire-failed──▶ idle ◀──acquire-failed┘  address-lost ▼  │ restored / restore-failed
+ *                                                                    restoring ───────┘
+ *
+ * While probing, nothing is claimed: the VIP is in neither our heartbeats nor the alias
+ * reaper's list, so a node whose probe is answered (a holder it cannot hear) never shows a
+ * claim that would make that holder yield.
  *
  * A state other than idle and held has exactly one operation in flight; the
  * engine starts nothing else on the VIP until that operation reports back.
  */
-export type VipState = 'idle' | 'acquiring' | 'held' | 'releasing' | 'restoring';
+export type VipState = 'idle' | 'probing' | 'acquiring' | 'held' | 'releasing' | 'restoring';
 
-export type VipTransition = 'acquire' | 'acquired' | 'acquire-failed' | 'release' | 'released' | 'address-lost' | 'restored' | 'restore-failed';
+export type VipTransition = 'acquire' | 'probed' | 'acquired' | 'acquire-failed' | 'release' | 'released' | 'address-lost' | 'restored' | 'restore-failed';
 
 const TABLE: Readonly<Record<VipState, Partial<Record<VipTransition, VipState>>>> = {
-  idle: { acquire: 'acquiring' },
+  idle: { acquire: 'probing' },
+  probing: { probed: 'acquiring', 'acquire-failed': 'idle' },
   acquiring: { acquired: 'held', 'acquire-failed': 'idle' },
   held: { release: 'releasing', 'address-lost': 'restoring' },
   // A failed restore leaves the VIP held but unhealthy here: the next election releases it.
@@ -33,10 +38,10 @@ export function nextState(state: VipState, transition: VipTransition, ip: string
 
 /** True when an operation is in flight on the VIP (nothing new may start on it). */
 export function isBusy(state: VipState): boolean {
-  return state === 'acquiring' || state === 'releasing' || state === 'restoring';
+  return state === 'probing' || state === 'acquiring' || state === 'releasing' || state === 'restoring';
 }
 
 /** True when the address is, or may be, on our interface (what peers and the alias reaper are told). */
 export function mayHaveAddress(state: VipState): boolean {
-  return state !== 'idle';
+  return state !== 'idle' && state !== 'probing';
 }

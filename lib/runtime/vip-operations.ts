@@ -46,6 +46,8 @@ export interface OperationContext {
    * refused our heartbeats).
    */
   leftoverExpected(ip: string, mac: string): boolean;
+  /** The highest epoch any peer advertises for `ip` now. */
+  highestHeardEpoch(ip: string): number;
   /** An acquisition of `ip` succeeded: its failure back-off starts over. */
   acquiredOk(ip: string): void;
 }
@@ -88,16 +90,13 @@ export class VipOperations {
       slot.epoch = epoch;
       byInterface.set(slot.vip.interface, [...(byInterface.get(slot.vip.interface) ?? []), slot.vip.ip]);
     }
-    // Claim them in our heartbeats (and tell the reaper) before any address is added: a peer
-    // that computed a different owner sees the claims and the epoch order settles it.
-    this.ctx.publishNow();
     const timeoutMs = this.ctx.config.probe.timeoutMs;
     for (const [ifname, ips] of byInterface) {
       const op = this.nextOp++;
       const acquisition: Acquisition = { kind: 'acquire', ifname, ips, started: this.ctx.now(), probeMs: 0, found: new Map(), pending: new Set(), up: [], lost: new Set() };
       this.inFlight.set(op, acquisition);
       if (timeoutMs > 0) this.ctx.effect({ type: 'probe', op, ifname, ips, timeoutMs });
-      else this.bringUp(op, acquisition);
+      else this.claimAndBringUp(op, acquisition);
     }
   }
 
@@ -168,8 +167,20 @@ export class VipOperations {
     this.ctx.effect({ type: 'restore', op, ip: slot.vip.ip, ifname: slot.vip.interface, cidr: cidrOf(slot.vip) });
   }
 
-  /** Listeners come up before the announcement moves clients here, so the first connection finds one. */
-  private bringUp(op: number, acquisition: Acquisition): void {
+  /**
+   * The probe passed: claim the VIPs in our heartbeats (and tell the reaper) before any address
+   * is added, so a peer that computed a different owner sees the claims and the epoch order
+   * settles it; then add them. Listeners come up before the announcement moves clients here, so
+   * the first connection finds one.
+   */
+  private claimAndBringUp(op: number, acquisition: Acquisition): void {
+    for (const ip of acquisition.ips) {
+      const slot = this.ctx.slot(ip);
+      this.ctx.transition(slot, 'probed');
+      // A claim heard during the probe (a peer acquiring too) must be outbid as well.
+      slot.epoch = Math.max(slot.epoch, this.ctx.highestHeardEpoch(ip) + 1);
+    }
+    this.ctx.publishNow();
     for (const ip of acquisition.ips) {
       acquisition.pending.add(ip);
       this.ctx.effect({ type: 'bring-up', op, ip, ifname: acquisition.ifname, cidr: cidrOf(this.ctx.slot(ip).vip) });
@@ -179,7 +190,11 @@ export class VipOperations {
   private acquisitionStep(op: number, acquisition: Acquisition, result: OperationResult): void {
     if (result.kind === 'probe') {
       if (!result.ok) {
-        for (const ip of acquisition.ips) this.giveUp(ip, 'probe', result.error, false);
+        // Nothing was claimed or added yet: the VIP is simply free here again.
+        for (const ip of acquisition.ips) {
+          this.giveUp(ip, 'probe', result.error, null);
+          this.ctx.transition(this.ctx.slot(ip), 'acquire-failed');
+        }
         return this.endAcquisition(op);
       }
       acquisition.found = result.found;
@@ -196,9 +211,9 @@ export class VipOperations {
         this.ctx.markUnhealthy(ip, 'held-on-wire', `${mac} answered the probe for ${ip}: another host holds it`);
         this.ctx.transition(this.ctx.slot(ip), 'acquire-failed');
       }
-      acquisition.ips = acquisition.ips.filter((ip) => this.ctx.slot(ip).state === 'acquiring');
+      acquisition.ips = acquisition.ips.filter((ip) => this.ctx.slot(ip).state === 'probing');
       if (acquisition.ips.length === 0) return this.endAcquisition(op);
-      return this.bringUp(op, acquisition);
+      return this.claimAndBringUp(op, acquisition);
     }
     if (result.kind === 'bring-up') {
       acquisition.pending.delete(result.ip);
@@ -257,7 +272,7 @@ export class VipOperations {
   /**
    * An acquisition failed at `step`: mark the VIP unhealthy here (peers take it). `takeDown`
    * says what is left to undo: services and address (true), the address only (false), or
-   * nothing, the driver having undone it (null).
+   * nothing, nothing having been added or the driver having undone it (null).
    */
   private giveUp(ip: string, step: string, error: Error, takeDown: boolean | null): void {
     const reason: UnhealthyReason = step === 'start services' ? 'listen-failed' : step === 'announce' || step === 'probe' ? 'announce-failed' : 'address-failed';

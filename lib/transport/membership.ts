@@ -79,8 +79,12 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private readonly peerTable: PeerTable;
   private readonly local: LocalDocuments;
   private readonly documents: DocumentExchange;
-  /** Destinations whose host said nothing listens there (ICMP port unreachable), until heard again. */
-  private readonly refusedAddresses = new Set<string>();
+  /**
+   * Destinations whose host said nothing listens there (ICMP port unreachable) and when it last
+   * did: evidence while it keeps refusing (every heartbeat), gone when heard again or once it
+   * stopped refusing for dead-after (a restarted process we cannot hear refuses no more).
+   */
+  private readonly refusedAddresses = new Map<string, number>();
   private readonly lag: LoopLagMeter;
   private readonly budget: ReassemblyBudget;
   private readonly maxNeighbours: number;
@@ -338,7 +342,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
       this.emit('peer-restart', viewOf(record));
     }
     if (!record.replay.isFresh(envelope.sequence)) return 'replay';
-    if (this.refusedAddresses.delete(remote.address)) this.emit('refused', [...this.refusedAddresses]);
+    if (this.refusedAddresses.delete(remote.address)) this.emit('refused', [...this.refusedAddresses.keys()]);
 
     const now = this.now();
     switch (envelope.type) {
@@ -485,6 +489,13 @@ export class Membership extends EventEmitter<MembershipEvents> {
     if (!this.running) return;
     const now = this.now();
     for (const record of this.peerTable.expire(now)) this.emit('peer-down', viewOf(record), 'timeout');
+    let expired = false;
+    for (const [address, at] of this.refusedAddresses) {
+      if (now - at <= this.deadAfterMs) continue;
+      this.refusedAddresses.delete(address);
+      expired = true;
+    }
+    if (expired) this.emit('refused', [...this.refusedAddresses.keys()]);
     for (const record of this.peerTable.values()) if (record.live) this.documents.requestMissing(record, now);
   }
 
@@ -499,10 +510,9 @@ export class Membership extends EventEmitter<MembershipEvents> {
     if (!this.running) return;
     // Evidence for the runtime, about any destination (a peer never heard from too): nothing
     // listens there, so an alias its host still answers for is a leftover, not a live holder.
-    if (!this.refusedAddresses.has(endpoint.address)) {
-      this.refusedAddresses.add(endpoint.address);
-      this.emit('refused', [...this.refusedAddresses]);
-    }
+    const isNew = !this.refusedAddresses.has(endpoint.address);
+    this.refusedAddresses.set(endpoint.address, this.now());
+    if (isNew) this.emit('refused', [...this.refusedAddresses.keys()]);
     const key = endpointKey(endpoint.address, endpoint.port);
     let record: PeerRecord | undefined;
     for (const candidate of this.peerTable.values()) {

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
 import * as fs from 'node:fs';
 import { fixturePath, Lab, labSkipReason, LabProcess, vip4, vip6, waitFor } from './harness';
+import { AddressMonitor } from './lib/address-monitor';
 
 const SECRET = 'correct horse battery staple';
 const NODES = ['n1', 'n2', 'n3'] as const;
@@ -457,10 +458,13 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
     await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, DEFAULT_VIPS))));
     const ips = DEFAULT_VIPS.map((v) => v.ip);
     await cluster.until(async () => (await holdersOf(lab, vip4(2))).join() === 'n2', 15_000, 'n2 holding its preferred VIP');
+    const monitor = await AddressMonitor.start(lab, [...NODES]);
+    try {
     const n2 = cluster.proc('n2');
     n2.kill('SIGSTOP');
-    // n1/n3 hear nothing from n2 and take its VIP; n2's kernel still carries the alias.
+    // n1/n3 hear nothing from n2 and take its VIP; n2's guardian removed it from n2's kernel first.
     await cluster.until(async () => (await holdersOf(lab, vip4(2), ['n1', 'n3'])).length === 1, 10_000, 'n1 or n3 taking over n2\'s VIP');
+    assert.deepEqual((await holdersOf(lab, vip4(2), ['n2'])), [], "the stopped n2's kernel no longer has the VIP");
     // Keep n2 stopped well past dead-after, so its stall is unmistakable.
     await cluster.until(async () => ((await cluster.status('n1')).peers.find((p: any) => p.node === 'n2')?.lastHeardMsAgo ?? 0) > 1000, 10_000, 'n2 silent for over a second');
     n2.kill('SIGCONT');
@@ -481,6 +485,35 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
     );
     const status = await cluster.status('n2');
     assert.equal(status.peers.filter((p: any) => p.live).length, 2, 'n2 never lost its peers for good');
+    // From the kernels: no moment at which two namespaces had one VIP, through the stall, the
+    // wake-up (released as stale, not restored) and the handover back.
+    for (const ip of ips) assert.deepEqual(monitor.duals(ip), [], `${ip} held twice`);
+    } finally {
+      monitor.stop();
+    }
+  });
+
+  test('a node that hears nothing (its inbound cluster traffic dropped) takes no VIP the others hold: the wire answers its probes', async () => {
+    cluster = new Cluster(lab);
+    await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, DEFAULT_VIPS))));
+    const ips = DEFAULT_VIPS.map((v) => v.ip);
+    const before = await settledHolders(lab, ips);
+    const monitor = await AddressMonitor.start(lab, [...NODES]);
+    try {
+      await lab.loss('n3', 100, 'udp dport 7946', 'in');
+      // n3 declares its peers dead, elects itself for every VIP, probes, and is answered.
+      await cluster.until(async () => ((await cluster.status('n3')).counters.acquisitions_blocked_total ?? 0) >= 1, 10_000, 'n3 blocked by the wire');
+      const status = await cluster.status('n3');
+      assert.ok(status.vips.some((v: any) => v.unhealthy?.reason === 'held-on-wire'), JSON.stringify(status.vips.map((v: any) => v.unhealthy)));
+      assert.deepEqual(await settledHolders(lab, ips), before, 'nobody lost a VIP to the deaf node');
+      await lab.clearFaults('n3');
+      await cluster.until(async () => ((await cluster.status('n3')).peers.filter((p: any) => p.live).length === 2 ? true : null), 10_000, 'n3 hearing its peers again');
+      assert.deepEqual(await settledHolders(lab, ips), before, 'and nothing moved when it heard them again');
+      for (const ip of ips) assert.deepEqual(monitor.duals(ip), [], `${ip} held twice`);
+    } finally {
+      monitor.stop();
+      await lab.clearFaults('n3');
+    }
   });
 
   test('operator move through the CLI and the admin endpoint: the holder drains, the chosen node takes the VIP; metrics and status tell', async () => {

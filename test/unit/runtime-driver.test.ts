@@ -42,7 +42,10 @@ test('two nodes with a fake addon: the preferred node acquires, a removed addres
     throw new Error('listener bug');
   });
   await Promise.all([a.start(), b.start()]);
-  await waitFor('a holds the VIP', () => netA.has(`${VIP}/32`) && a.status().vips[0]?.phase === 'held', 5000);
+  // Events are delivered once the step's effects have started: wait for the event too.
+  await waitFor('a holds the VIP', () => netA.has(`${VIP}/32`) && a.status().vips[0]?.phase === 'held' && errors.length > 0, 5000).catch((error: Error) => {
+    throw new Error(`${error.message}: a ${JSON.stringify(a.status().vips)} ${netA.log.join(' ')}; b ${JSON.stringify(b.status().vips)} ${netB.log.join(' ')}; errors ${errors.join('; ')}`);
+  });
   assert.equal(netB.has(`${VIP}/32`), false);
   assert.deepEqual(netA.probes, [[VIP]], 'probed once before the address was added');
   assert.ok(netA.announcements.some((x) => x.addresses.includes(VIP)));

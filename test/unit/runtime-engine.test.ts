@@ -62,21 +62,25 @@ function completeAcquisition(engine: VipEngine, effects: Effect[], now: number):
   return all;
 }
 
-test('boot: nothing is acquired until one dead-after period has passed, then publish comes before probe, bring-up and announce', () => {
+test('boot: nothing is acquired until one dead-after period has passed; the claim is published after the probe, before the address', () => {
   const engine = engineFor('n1');
   const boot = step(engine, { type: 'start', now: 1000, links: [{ ifname: 'eth0', usable: true }] });
   assert.deepEqual(boot.map((e) => e.type), ['publish', 'wake']);
-  assert.equal(boot.find((e) => e.type === 'wake')?.type === 'wake' && (boot.find((e) => e.type === 'wake') as { at: number }).at, 1201);
+  assert.deepEqual(boot[1], { type: 'wake', at: 1201 });
   assert.equal(engine.stateOf(VIP), 'idle');
   const settled = step(engine, { type: 'tick', now: 1201 });
-  assert.deepEqual(settled.map((e) => e.type), ['publish', 'probe', 'wake']);
-  assert.deepEqual(settled[2], { type: 'wake', at: null }, 'nothing left to wait for');
-  assert.equal(engine.stateOf(VIP), 'acquiring');
-  const publication = settled[0] as Extract<Effect, { type: 'publish' }>;
+  assert.deepEqual(settled.map((e) => e.type), ['probe', 'wake']);
+  assert.deepEqual(settled[1], { type: 'wake', at: null }, 'nothing left to wait for');
+  assert.equal(engine.stateOf(VIP), 'probing');
+  const probe = settled[0] as Extract<Effect, { type: 'probe' }>;
+  const probed = step(engine, { type: 'done', now: 1211, result: { op: probe.op, kind: 'probe', ok: true, found: new Map(), ms: 10 } });
+  assert.deepEqual(probed.map((e) => e.type), ['publish', 'bring-up']);
+  const publication = probed[0] as Extract<Effect, { type: 'publish' }>;
   assert.deepEqual([...publication.state.holdings], [[VIP, 1]], 'claimed in heartbeats (and told to the reaper) before the address is added');
   assert.deepEqual(publication.state.aliases, [{ ifname: 'eth0', cidr: `${VIP}/32` }]);
-  const all = completeAcquisition(engine, settled, 1215);
-  assert.deepEqual(all.map((e) => e.type).filter((t) => t !== 'publish' && t !== 'wake'), ['probe', 'bring-up', 'announce', 'follow-up', 'sniff']);
+  assert.equal(engine.stateOf(VIP), 'acquiring');
+  const all = completeAcquisition(engine, probed, 1215);
+  assert.deepEqual(all.map((e) => e.type).filter((t) => t !== 'publish' && t !== 'wake'), ['bring-up', 'announce', 'follow-up', 'sniff']);
   assert.equal(engine.stateOf(VIP), 'held');
 });
 
@@ -85,7 +89,8 @@ test('a takeover outbids the epoch of a holder that died, whose holdings have le
   step(engine, { type: 'start', now: 0, links: [{ ifname: 'eth0', usable: true }] });
   step(engine, { type: 'peers', now: 10, peers: [peer('n1', true, [[VIP, 7]])], change: { kind: 'up', node: 'n1', address: '198.18.0.10' } });
   assert.equal(step(engine, { type: 'tick', now: 300 }).filter((e) => e.type === 'probe').length, 0, 'n1 holds it: n2 stays standby');
-  const effects = step(engine, { type: 'peers', now: 400, peers: [peer('n1', false, [[VIP, 7]])], change: { kind: 'down', node: 'n1', address: '198.18.0.10', reason: 'timeout' } });
+  const probe = step(engine, { type: 'peers', now: 400, peers: [peer('n1', false, [[VIP, 7]])], change: { kind: 'down', node: 'n1', address: '198.18.0.10', reason: 'timeout' } }).find((e) => e.type === 'probe') as Extract<Effect, { type: 'probe' }>;
+  const effects = step(engine, { type: 'done', now: 410, result: { op: probe.op, kind: 'probe', ok: true, found: new Map(), ms: 10 } });
   const publication = effects.find((e) => e.type === 'publish') as Extract<Effect, { type: 'publish' }>;
   assert.equal(publication.state.holdings.get(VIP), 8);
 });
@@ -119,7 +124,8 @@ test('an address removed behind our back is restored; one that cannot be restore
 });
 
 test('the transition table refuses what no input may cause', () => {
-  assert.equal(nextState('idle', 'acquire', VIP), 'acquiring');
+  assert.equal(nextState('idle', 'acquire', VIP), 'probing');
+  assert.equal(nextState('probing', 'probed', VIP), 'acquiring');
   assert.throws(() => nextState('idle', 'release', VIP), /no transition 'release' from 'idle'/);
   assert.throws(() => nextState('releasing', 'acquired', VIP), /no transition/);
 });
