@@ -40,4 +40,11 @@ export const REGRESSION_SEEDS: Array<{ seed: number; nodes?: number; found: stri
       "found n1's leftover aliases answering its probes and took them for a live holder's (fixed: a cluster address that " +
       'refuses our heartbeats, matched through the kernel neighbour table, proves the aliases are leftovers)',
   },
+  {
+    seed: 810,
+    found:
+      "n3 took 198.18.1.1 from the live n2: n2's host had refused n3's heartbeats while n2 was restarting, n3 could not hear " +
+      "n2 since, and the old refusal still counted as proof that n2's aliases were leftovers (fixed: refusal evidence expires " +
+      'after dead-after without a new refusal)',
+  },
 ];
