@@ -527,8 +527,8 @@ function readServices(input: Record_, problems: Problems): { listeners: Listener
   if (input.bindings !== undefined && !Array.isArray(input.bindings)) {
     problems.add('bindings', `expected an array, got ${describe(input.bindings)}`);
   } else if (Array.isArray(input.bindings)) {
-    const byName = new Map<string, BindingDraft>();
-    const byIp = new Map<string, BindingDraft>();
+    const byName = new Map<string, { path: string; name: string }>();
+    const byIp = new Map<string, { path: string; name: string }>();
     input.bindings.forEach((entry: unknown, i: number) => {
       const path = `bindings[${i}]`;
       if (!isRecord(entry)) {
@@ -547,20 +547,21 @@ function readServices(input: Record_, problems: Problems): { listeners: Listener
           problems.add(`${path}.weight`, `${describe(entry.weight)} is not a positive number`);
         } else weight = entry.weight;
       }
-      if (name === null || ip === null) return;
-      const draft: BindingDraft = { path, name, ip, failover, group, weight };
-      const sameName = byName.get(name);
+      // Name and address are checked for duplicates each on its own, so a binding with a bad
+      // address still claims its name: every problem is reported in one pass, not one per restart.
+      const sameName = name === null ? undefined : byName.get(name);
       if (sameName) {
         problems.add(`${path}.name`, `binding name ${JSON.stringify(name)} is already used at ${sameName.path}; binding names must be unique on a node`);
-      } else byName.set(name, draft);
-      const sameIp = byIp.get(ip.text);
-      if (sameIp) {
+      } else if (name !== null) byName.set(name, { path, name });
+      const sameIp = ip === null ? undefined : byIp.get(ip.text);
+      if (sameIp && ip !== null) {
         problems.add(
           `${path}.address`,
           `${ip.text} is already the address of binding ${JSON.stringify(sameIp.name)} (${sameIp.path}); one IP has one binding name, so mail for a customer only leaves from its own IP`,
         );
-      } else byIp.set(ip.text, draft);
-      if (!sameName && !sameIp) bindings.push(draft);
+      } else if (ip !== null) byIp.set(ip.text, { path, name: name ?? `bindings[${i}]` });
+      if (name === null || ip === null || sameName || sameIp) return;
+      bindings.push({ path, name, ip, failover, group, weight });
     });
   }
   return { listeners, bindings };

@@ -124,11 +124,13 @@ test('resolveConfig throws a ConfigError listing every problem, one per line', (
     (error: unknown) => {
       assert.ok(error instanceof ConfigError);
       assert.equal(error.code, 'ECONFIG');
-      assert.equal(error.problems.length, 2);
+      // Every problem, the duplicate name too, though neither address is valid.
+      assert.equal(error.problems.length, 3);
       const lines = error.message.split('\n');
-      assert.match(lines[0] as string, /2 problems/);
+      assert.match(lines[0] as string, /3 problems/);
       assert.match(lines[1] as string, /bindings\[0\]\.address: "x" is not an IP address/);
       assert.match(lines[2] as string, /bindings\[1\]\.address: "y" is not an IP address/);
+      assert.match(lines[3] as string, /bindings\[1\]\.name: binding name "a" is already used at bindings\[0\]/);
       return true;
     },
   );
@@ -235,4 +237,21 @@ test('non-objects and missing sections are reported, not thrown', () => {
   hasProblem(problemsOf({ cluster, listeners: 'x', bindings: {}, topology: 3 }), 'listeners', /expected an array/);
   hasProblem(problemsOf({ cluster, topology: [{ cidr: '10.0.0.0/33', interface: 'eth0' }] }), 'topology[0].cidr', /not a CIDR range/);
   hasProblem(problemsOf({ cluster, node: 'has space' }), 'node', /not a valid node name/);
+});
+
+test('a binding with a bad address still claims its name: the duplicate is reported in the same pass', () => {
+  const result = validateConfig(
+    {
+      node: 'n1',
+      cluster: { id: 'c', secret: 'sixteen bytes at least!', bind: '198.18.0.10' },
+      bindings: [
+        { name: 'acme', address: 'not-an-ip' },
+        { name: 'acme', address: '198.18.9.53' },
+      ],
+    },
+    { hostname: 'n1', interfaces: [{ name: 'eth0', addresses: [{ family: 4, address: '198.18.0.10', prefix: 16 }] }] },
+  );
+  const paths = result.problems.map((p) => p.path);
+  assert.ok(paths.includes('bindings[0].address'), paths.join());
+  assert.ok(paths.includes('bindings[1].name'), paths.join());
 });
