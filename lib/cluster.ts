@@ -12,6 +12,7 @@ import type * as net from './net';
 import { Membership, type PeerState } from './transport';
 import { DeclarationCache } from './runtime/view-builder';
 import { AliasReaper } from './runtime/alias-reaper';
+import { assertNetworkPrivileges } from './runtime/privileges';
 import { VipEngine } from './runtime/engine';
 import { EngineDriver } from './runtime/driver';
 import { realClock, realNet, type Clock, type NetPort } from './runtime/ports';
@@ -243,6 +244,9 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
   /** Starts: cleans leftovers, joins the cluster, listens one dead-after period, then serves. */
   async start(): Promise<void> {
     if (this.started) return;
+    // Refuse before touching the network: a node that cannot add addresses would be elected,
+    // fail and give up its VIPs again and again.
+    if (this.net === realNet && this.config.vips.length > 0) assertNetworkPrivileges();
     this.started = true;
     // Boot: an alias of a managed VIP left by a crashed run would answer for the VIP while
     // another node holds it. Remove it before saying anything.

@@ -6,7 +6,7 @@
 // happened (capsh --has-p, and the fixture's own /proc/self/status) before trusting any EPERM.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Lab, labSkipReason, vip4, vip6 } from './harness';
+import { fixturePath, Lab, labSkipReason, vip4, vip6 } from './harness';
 import { AddonClient, type AddonCallError } from './lib/addon-client';
 
 const WITHOUT_NET_CAPS = ['setpriv', '--bounding-set', '-net_admin,-net_raw', '--inh-caps', '-net_admin,-net_raw', '--'];
@@ -68,6 +68,24 @@ describe('lib/net without network capabilities', { skip: labSkipReason() }, () =
     const addresses = (await lab.addresses('n1')).map((a) => a.address);
     assert.ok(addresses.includes(held), 'removeAddress without CAP_NET_ADMIN removed the address');
     assert.ok(!addresses.includes(vip4(3)) && !addresses.includes(vip6(3)));
+  });
+
+  test('a cluster node without them refuses to start, naming both, before binding a socket or adding anything', async () => {
+    const config = {
+      node: 'n1',
+      cluster: { id: 'caps', secret: 'a cluster secret of enough bytes', bind: lab.host('n1').ipv4, peers: [lab.host('n1').ipv4, lab.host('n2').ipv4] },
+      listeners: [`${vip4(7)}:2525`],
+      vips: { [vip4(7)]: { preferred: 'n1' } },
+      topology: [{ cidr: '198.18.0.0/16', interface: 'eth0' }],
+    };
+    const node = lab.spawnNode('n1', fixturePath('cluster-node'), [JSON.stringify(config)], { wrapper: WITHOUT_NET_CAPS });
+    const refused = (await node.nextMessage((m) => m.type === 'start-error' || m.type === 'started', 10_000)) as { type: string; code?: string; message?: string };
+    assert.equal(refused.type, 'start-error', 'started without CAP_NET_ADMIN and CAP_NET_RAW');
+    assert.equal(refused.code, 'EPERM');
+    assert.match(refused.message ?? '', /needs CAP_NET_ADMIN and CAP_NET_RAW \(EPERM\).*setcap cap_net_raw,cap_net_admin\+ep/);
+    const udp = await lab.exec('n1', ['ss', '-Huln', 'sport', '= :7946']);
+    assert.equal(udp.stdout.trim(), '', `the cluster port was bound: ${udp.stdout}`);
+    assert.ok(!(await lab.addresses('n1')).some((a) => a.address === vip4(7)));
   });
 
   test('reading interfaces needs no capability', async () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { HealthBook } from '../../lib/runtime/health';
+import { assertNetworkPrivileges, missingCapabilities } from '../../lib/runtime/privileges';
 
 const vips = [
   { ip: '198.18.1.1', interface: 'eth0' },
@@ -47,4 +48,19 @@ test('hold marks a VIP until cleared, says whether it changed, and clear only li
   assert.deepEqual([...book.unhealthy(vips)], ['198.18.1.1']);
   assert.equal(book.clear('198.18.1.1', 'not-ready'), true);
   assert.deepEqual([...book.unhealthy(vips)], []);
+});
+
+test('a process without CAP_NET_ADMIN or CAP_NET_RAW is refused with EPERM naming both and how to grant them', () => {
+  const full = 'Name:\tnode\nCapEff:\t000001ffffffffff\n';
+  const none = 'Name:\tnode\nCapEff:\t0000000000000000\n';
+  const rawOnly = `CapEff:\t${(1n << 13n).toString(16).padStart(16, '0')}\n`;
+  assert.deepEqual(missingCapabilities(full), []);
+  assert.deepEqual(missingCapabilities(rawOnly), ['CAP_NET_ADMIN']);
+  assert.doesNotThrow(() => assertNetworkPrivileges(full));
+  assert.throws(() => assertNetworkPrivileges(none), (error: NodeJS.ErrnoException) => {
+    assert.equal(error.code, 'EPERM');
+    assert.match(error.message, /needs CAP_NET_ADMIN and CAP_NET_RAW \(EPERM\)/);
+    assert.match(error.message, /AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW/);
+    return true;
+  });
 });
