@@ -85,6 +85,8 @@ export interface DeclarationIndex {
   preferred: Int32Array;
   /** nameTable id of the services signature (binding + ports + follows). */
   services: Int32Array;
+  /** How many services the VIP carries here (a binding, each listener port, following): UNSAFE prefers more. */
+  serviceCount: Int32Array;
   /** ipTable id of the leader when the VIP is a follower, or -1. */
   follows: Int32Array;
   /** Slot of each VIP by ipTable id. */
@@ -139,6 +141,7 @@ export function indexDeclaration(d: NodeDeclaration): DeclarationIndex {
     binding: new Int32Array(n),
     preferred: new Int32Array(n),
     services: new Int32Array(n),
+    serviceCount: new Int32Array(n),
     follows: new Int32Array(n),
     slotOf: new Map(),
   };
@@ -150,6 +153,7 @@ export function indexDeclaration(d: NodeDeclaration): DeclarationIndex {
     index.binding[i] = v.binding === null ? -1 : nameTable.id(v.binding);
     index.preferred[i] = v.preferred === null ? -1 : nameTable.id(v.preferred);
     index.services[i] = nameTable.id(describeServices(v.binding, v.ports, v.follows));
+    index.serviceCount[i] = (v.binding === null ? 0 : 1) + v.ports.length + (v.follows === null ? 0 : 1);
     index.follows[i] = v.follows === null ? -1 : ipTable.id(v.follows);
   }
   const hash = contentHash(index);

@@ -506,7 +506,11 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
     let bestLoad = 0;
     let bestScore = 0;
     const vipHash = ipTable.hashes[id] as number;
+    // UNSAFE (participants declare different services): among the eligible, only those that
+    // carry the most services are chosen, so clients find every service of the VIP where it is.
+    const need = ((flags[id] as number) & F_UNSAFE) !== 0 ? mostServices(id, skip) : 0;
     for (let r = rowStart[id] as number, end = rowStart[id + 1] as number; r < end; r++) {
+      if (((groupIndex[rowGroup[r] as number] as DeclarationIndex).serviceCount[rowSlot[r] as number] as number) < need) continue;
       for (const i of groupLive[rowGroup[r] as number] as number[]) {
         if (i === skip || !healthy(i, id)) continue;
         const l = load[i] as number;
@@ -520,6 +524,22 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
       }
     }
     return best;
+  }
+
+  /** The most services any eligible participant of `id` (except `skip`) declares on it. */
+  function mostServices(id: number, skip: number): number {
+    let most = 0;
+    for (let r = rowStart[id] as number, end = rowStart[id + 1] as number; r < end; r++) {
+      const count = (groupIndex[rowGroup[r] as number] as DeclarationIndex).serviceCount[rowSlot[r] as number] as number;
+      if (count <= most) continue;
+      for (const i of groupLive[rowGroup[r] as number] as number[]) {
+        if (i !== skip && healthy(i, id)) {
+          most = count;
+          break;
+        }
+      }
+    }
+    return most;
   }
 
   /** The highest load among the eligible participants of `id`. */

@@ -18,6 +18,7 @@ export type CandidateCode =
   | 'not-holder'
   | 'worse-claim'
   | 'more-loaded'
+  | 'fewer-services'
   | 'lost-hash-tie'
   | 'rebalanced-away'
   | 'follows-leader';
@@ -64,7 +65,8 @@ export function explain(view: ClusterView, ip: string, options: ElectOptions): E
   const declaring = view.nodes
     .filter((n) => n.declaration.vips.some((v) => v.ip === ip))
     .sort((a, b) => (a.node < b.node ? -1 : 1));
-  const candidates = declaring.map((n) => explainCandidate(n, outcome, options, trace as ElectionTrace, assignment.vips));
+  const owner = declaring.find((n) => n.node === outcome.owner);
+  const candidates = declaring.map((n) => explainCandidate(n, outcome, options, trace as ElectionTrace, assignment.vips, owner));
   return {
     ip,
     owner: outcome.owner,
@@ -99,6 +101,7 @@ function explainCandidate(
   options: ElectOptions,
   trace: ElectionTrace,
   vips: ReadonlyMap<string, VipOutcome>,
+  owner: NodeView | undefined,
 ): CandidateExplanation {
   const node = n.node;
   const ip = outcome.ip;
@@ -139,6 +142,9 @@ function explainCandidate(
       if (outcome.rule === 'rebalance' && trace.rebalancedFrom === node) {
         return not('rebalanced-away', `held ${ip} but had ${mine ?? '?'} VIPs against ${winner ?? '?'} for ${outcome.owner}: moved to even the load`);
       }
+      if (outcome.flags.unsafe && owner && serviceCount(n, ip) < serviceCount(owner, ip)) {
+        return not('fewer-services', `declares fewer services on ${ip} than ${outcome.owner} (UNSAFE: the one that carries every service is chosen)`);
+      }
       if (mine !== undefined && winner !== undefined && mine > winner) {
         return not('more-loaded', `more loaded: ${mine} VIPs against ${winner} for ${outcome.owner}`);
       }
@@ -152,3 +158,8 @@ function explainCandidate(
   }
 }
 
+/** The services `n` declares on `ip`: a binding, each listener port, following a leader. */
+function serviceCount(n: NodeView, ip: string): number {
+  const v = n.declaration.vips.find((x) => x.ip === ip);
+  return v ? (v.binding === null ? 0 : 1) + v.ports.length + (v.follows === null ? 0 : 1) : 0;
+}

@@ -61,6 +61,26 @@ test("seed example: listener and binding on node1, binding only on node2 → UNS
   assert.deepEqual(o.participants, ['node1', 'node2']);
 });
 
+test('UNSAFE with a free choice goes to a participant that declares every service on the VIP, whatever the hash says', () => {
+  // Many IPs, so the rendezvous hash alone would give some of them to node2.
+  const ips = Array.from({ length: 40 }, (_, i) => `198.18.7.${i + 1}`);
+  const v = view([node('node1', ips.map((ip) => vip(ip, { binding: `b${ip}`, ports: [25] }))), node('node2', ips.map((ip) => vip(ip, { binding: `b${ip}` })))]);
+  const assignment = elect(v, options);
+  for (const ip of ips) {
+    const o = assignment.vips.get(ip) as VipOutcome;
+    assert.ok(o.flags.unsafe, ip);
+    assert.equal(o.owner, 'node1', `${ip}: the node with the listener serves it`);
+  }
+  const why = explain(v, ips[0] as string, options)?.candidates.find((c) => c.node === 'node2');
+  assert.equal(why?.code, 'fewer-services', JSON.stringify(why));
+  // When node1 cannot serve it, node2 still may: the preference never leaves a VIP unowned.
+  const down = elect(view([node('node1', [vip(SEED, { binding: 'x', ports: [25] })], { unhealthy: [SEED] }), node('node2', [vip(SEED, { binding: 'x' })])]), options);
+  assert.equal(down.vips.get(SEED)?.owner, 'node2');
+  // A holder keeps it (sticky comes first): no churn because of the flag.
+  const held = elect(view([node('node1', [vip(SEED, { binding: 'x', ports: [25] })]), node('node2', [vip(SEED, { binding: 'x' })], { holding: { [SEED]: 1 } })]), options);
+  assert.equal(held.vips.get(SEED)?.owner, 'node2');
+});
+
 test('seed preference: every config names node2 → node2 owns it', () => {
   const v = view([
     node('node1', [vip(SEED, { binding: 'example', preferred: 'node2' })]),
