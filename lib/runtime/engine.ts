@@ -104,6 +104,9 @@ export class VipEngine {
         this.publishDue = true;
         return;
       case 'tick':
+        // The wake-up timer fired (perhaps early: libuv measures from its cached loop time, which
+        // lags behind after a long turn): hand out the next wake-up again, even an unchanged one.
+        this.lastWake = Number.NaN;
         return;
       case 'peers':
         this.peers = input.peers;

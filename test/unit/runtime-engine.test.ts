@@ -197,3 +197,12 @@ test('an answer to the probe from a host we cannot hear blocks the takeover; a l
   const effects = step(engine, { type: 'done', now: 310, result: { op: again.op, kind: 'probe', ok: true, found: new Map([[VIP, '02:00:00:00:00:01']]), ms: 10 } });
   assert.ok(effects.some((e) => e.type === 'bring-up'));
 });
+
+test('a wake-up timer that fires early gets the same wake-up again, instead of none', () => {
+  const engine = engineFor('n1');
+  step(engine, { type: 'start', now: 1000, links: [{ ifname: 'eth0', usable: true }] });
+  // libuv timers count from the loop's cached time: after a long turn they fire early.
+  const early = step(engine, { type: 'tick', now: 1195 });
+  assert.deepEqual(early.filter((e) => e.type === 'wake'), [{ type: 'wake', at: 1201 }]);
+  assert.ok(step(engine, { type: 'tick', now: 1201 }).some((e) => e.type === 'probe'));
+});
