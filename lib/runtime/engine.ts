@@ -52,8 +52,7 @@ export class VipEngine {
   private readonly sniffed = new Map<string, string>();
   /** Failed acquisitions in a row per VIP (the back-off's exponent). */
   private readonly failures = new Map<string, number>();
-  /** The peers whose process is proven gone (their host refused our heartbeats). */
-  private readonly refused = new Set<string>();
+  /** Cluster addresses whose host refuses our heartbeats now: their node process is gone. */
   private refusedAddresses = new Set<string>();
   private peers: readonly EnginePeer[] = [];
   private assignment: Assignment | null = null;
@@ -112,9 +111,7 @@ export class VipEngine {
         this.peers = input.peers;
         // The cluster changed: a host that answered our probe may have let the VIP go. The
         // back-off of 'held-on-wire' is for a holder we cannot hear at all (we hear nothing then).
-        if (input.change) for (const vip of this.config.vips) if (this.health.clear(vip.ip, 'held-on-wire')) this.publishDue = true;
-        if (input.change?.kind === 'down' && input.change.reason === 'unreachable') this.refused.add(input.change.node);
-        else if (input.change && input.change.kind !== 'change') this.refused.delete(input.change.node);
+        if (input.change) this.clearHeldOnWire();
         if (input.change?.kind === 'up') {
           this.knownNodes.add(input.change.node);
           // A peer is back (a partition healed, a restart): while we could not hear each other,
@@ -127,9 +124,13 @@ export class VipEngine {
           this.emit({ name: 'peer-down', args: [{ node: input.change.node, address: input.change.address, reason: input.change.reason }] });
         }
         return;
-      case 'refused':
+      case 'refused': {
+        const fresh = input.addresses.some((a) => !this.refusedAddresses.has(a));
         this.refusedAddresses = new Set(input.addresses);
+        // A host newly proven without its node process: an answer we backed off from may be its leftover.
+        if (fresh) this.clearHeldOnWire();
         return;
+      }
       case 'stall':
         this.count('stalls_total');
         // Our own stall (GC, SIGSTOP, a blocked loop) past dead-after: what we know is stale, and
@@ -363,9 +364,11 @@ export class VipEngine {
       // The MAC is that of a host whose node process is proven gone: a peer that went down on
       // an ICMP refusal (each node shares its own MAC as the neighbour entry of its cluster
       // address), or a cluster address that refuses our heartbeats whose MAC our kernel knows.
+      // Only current evidence counts (the membership drops a refusal after dead-after without
+      // a new one): a peer that refused once and restarted where we cannot hear it is alive.
       leftoverExpected: (_ip, mac) => {
         const same = (other: string): boolean => other.toLowerCase() === mac.toLowerCase();
-        if (this.peers.some((p) => this.refused.has(p.node) && p.neighbours.some((n) => n.address === p.address && same(n.mac)))) return true;
+        if (this.peers.some((p) => this.refusedAddresses.has(p.address) && p.neighbours.some((n) => n.address === p.address && same(n.mac)))) return true;
         return this.neighbours.some((n) => this.refusedAddresses.has(n.address) && same(n.mac));
       },
       acquiredOk: (ip) => void this.failures.delete(ip),
@@ -381,13 +384,14 @@ export class VipEngine {
   /**
    * The VIP failed here: unhealthy (peers elect someone else) until a back-off ends that doubles
    * with each failure in a row, capped at 16 times its base, so a node that cannot serve a VIP
-   * (no privilege, a port taken) does not take it back and drop it on a fixed cycle.
+   * (a port taken, an address refused) does not take it back and drop it on a fixed cycle.
    */
   private markUnhealthy(ip: string, reason: UnhealthyReason, detail: string): void {
     const failures = (this.failures.get(ip) ?? 0) + 1;
     this.failures.set(ip, failures);
-    const base = reason === 'held-on-wire' ? 4 * this.config.timers.deadAfterMs : this.options.retryUnhealthyMs;
-    const delay = base * 2 ** Math.min(failures - 1, 4);
+    // A holder we cannot hear may vanish without a sign (its host lost power): look again every
+    // two dead-after periods, not ever more rarely. Other failures double.
+    const delay = reason === 'held-on-wire' ? 2 * this.config.timers.deadAfterMs : this.options.retryUnhealthyMs * 2 ** Math.min(failures - 1, 4);
     const text = `${detail} (failure ${failures} in a row; retried in ${Math.round(delay)} ms)`;
     this.health.fail(ip, reason, text, this.now + delay);
     this.emit({ name: 'unhealthy', args: [{ ip, reason, detail: text }] });
@@ -426,6 +430,11 @@ export class VipEngine {
     this.count('wire_conflicts_total');
     this.emit({ name: 'conflict', args: [{ ip: address, kind: 'on-wire', mac, message: `${mac} sent ${kind} for ${address}, which this node holds` }] });
     this.reannounceSoon(address);
+  }
+
+  /** Forgets the 'held-on-wire' back-offs: what answered our probes may have changed. */
+  private clearHeldOnWire(): void {
+    for (const vip of this.config.vips) if (this.health.clear(vip.ip, 'held-on-wire')) this.publishDue = true;
   }
 
   /** Re-announces `ip` two heartbeats from now (once the clash has settled), unless already due. */

@@ -47,4 +47,22 @@ export const REGRESSION_SEEDS: Array<{ seed: number; nodes?: number; found: stri
       "n2 since, and the old refusal still counted as proof that n2's aliases were leftovers (fixed: refusal evidence expires " +
       'after dead-after without a new refusal)',
   },
+  {
+    seed: 203180,
+    found:
+      "n2 took three VIPs from the live n1: n1 had gone down on a refusal, restarted while n2's link was down, and n2 (deaf since) " +
+      'still counted that old peer-down as proof (fixed: only a current refusal of the address proves a leftover)',
+  },
+  {
+    seed: 201931,
+    found:
+      "a VIP went unserved for 900 ms after its holder lost power: the node its probes had been answered by backed off " +
+      "'held-on-wire' with doubling, and nothing told it the holder was gone (fixed: held-on-wire retries every two dead-after periods)",
+  },
+  {
+    seed: 203079,
+    found:
+      "four VIPs went unserved after their holder crashed without its reaper: the peer blocked by its leftover aliases learnt of " +
+      'the refusal but kept its back-off (fixed: a newly refused address ends held-on-wire back-offs)',
+  },
 ];
