@@ -43,6 +43,8 @@ export class VipEngine {
   private readonly slots = new Map<string, Slot>();
   private readonly health = new HealthBook();
   private readonly lastKnownEpochs = new Map<string, number>();
+  /** The highest epoch any peer ever advertised per VIP (lastKnownEpochs also counts our own). */
+  private readonly heardEpochs = new Map<string, number>();
   private readonly knownNodes = new Set<string>();
   private readonly counts = new Map<string, number>();
   private readonly operations: VipOperations;
@@ -109,6 +111,9 @@ export class VipEngine {
         return;
       case 'peers':
         this.peers = input.peers;
+        // At every input, not only at the next election: a claim and its release can both arrive
+        // before the election runs, and the epoch must still be outbid.
+        this.rememberEpochs();
         // The cluster changed: a host that answered our probe may have let the VIP go. The
         // back-off of 'held-on-wire' is for a holder we cannot hear at all (we hear nothing then).
         if (input.change) this.clearHeldOnWire();
@@ -335,7 +340,9 @@ export class VipEngine {
   private rememberEpochs(): void {
     for (const peer of this.peers) {
       for (const [ip, epoch] of peer.holdings) {
-        if (this.slots.has(ip) && epoch > (this.lastKnownEpochs.get(ip) ?? 0)) this.lastKnownEpochs.set(ip, epoch);
+        if (!this.slots.has(ip)) continue;
+        if (epoch > (this.lastKnownEpochs.get(ip) ?? 0)) this.lastKnownEpochs.set(ip, epoch);
+        if (epoch > (this.heardEpochs.get(ip) ?? 0)) this.heardEpochs.set(ip, epoch);
       }
     }
   }
@@ -373,10 +380,8 @@ export class VipEngine {
       },
       acquiredOk: (ip) => void this.failures.delete(ip),
       highestHeardEpoch: (ip) => {
-        let max = 0;
-        for (const peer of this.peers) max = Math.max(max, peer.holdings.get(ip) ?? 0);
-        if (max > (this.lastKnownEpochs.get(ip) ?? 0)) this.lastKnownEpochs.set(ip, max);
-        return max;
+        this.rememberEpochs();
+        return this.heardEpochs.get(ip) ?? 0;
       },
     };
   }

@@ -65,4 +65,10 @@ export const REGRESSION_SEEDS: Array<{ seed: number; nodes?: number; found: stri
       "four VIPs went unserved after their holder crashed without its reaper: the peer blocked by its leftover aliases learnt of " +
       'the refusal but kept its back-off (fixed: a newly refused address ends held-on-wire back-offs)',
   },
+  {
+    seed: 318815,
+    found:
+      "n4 claimed 198.18.1.3 at epoch 1 after hearing epoch 1 during its probe: n2's claim arrived and was released within the " +
+      'probe, and the claim step only looked at the peers as they were then (fixed: every epoch heard is kept and outbid)',
+  },
 ];
