@@ -35,9 +35,14 @@ async function reap(why: string): Promise<void> {
   process.exit(0);
 }
 
-async function removeAll(why: string): Promise<void> {
+/**
+ * Removes the held aliases; with `reset`, the sockets on them are reset too. A dead node's
+ * sessions are reset (nobody will answer them); a silent node's are not: if it resumes before its
+ * peers notice, it puts the addresses back and TCP carries its sessions over the gap.
+ */
+async function removeAll(why: string, reset = true): Promise<void> {
   const addresses = held.map((alias) => alias.cidr.replace(/\/\d+$/, ''));
-  await resetSockets(why, addresses);
+  if (reset) await resetSockets(why, addresses);
   for (const alias of held) {
     try {
       await removeAddress(alias.ifname, alias.cidr);
@@ -46,7 +51,7 @@ async function removeAll(why: string): Promise<void> {
       process.stderr.write(`mta-vip alias reaper: ${why}: could not remove ${alias.cidr} from ${alias.ifname}: ${(error as Error).message}\n`);
     }
   }
-  await resetSockets(why, addresses);
+  if (reset) await resetSockets(why, addresses);
 }
 
 /**
@@ -59,7 +64,7 @@ function watchSilence(): void {
   setTimeout(() => setImmediate(() => {
     if (!reaping && !guarded && held.length > 0 && performance.now() - lastCheckIn >= guardMs) {
       guarded = true;
-      void removeAll(`node process ${process.env.MTA_VIP_REAPER_PARENT ?? '?'} silent for ${performance.now() - lastCheckIn} ms (guard ${guardMs} ms)`);
+      void removeAll(`node process ${process.env.MTA_VIP_REAPER_PARENT ?? '?'} silent for ${Math.round(performance.now() - lastCheckIn)} ms (guard ${guardMs} ms)`, false);
     }
     watchSilence();
   }), wait).unref();

@@ -420,6 +420,18 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
     cluster = new Cluster(lab);
     await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, DEFAULT_VIPS))));
     const holder = (await settledHolders(lab, [vip4(4)])).get(vip4(4)) as string;
+    // Settled: the holder holds it (not releasing it to a concurrent claimant) and nobody else is acquiring it.
+    await cluster.until(
+      async () => {
+        for (const n of NODES) {
+          const phase = (await cluster.status(n)).vips.find((v: any) => v.ip === vip4(4))?.phase;
+          if (phase !== (n === holder ? 'held' : 'idle')) return null;
+        }
+        return true;
+      },
+      10_000,
+      `${holder} alone holding ${vip4(4)}`,
+    );
     await lab.exec(holder, ['ip', 'addr', 'del', `${vip4(4)}/32`, 'dev', 'eth0']);
     await cluster.proc(holder).nextMessage((m) => m.type === 'event' && m.name === 'address-restored' && m.data.ip === vip4(4), 5000);
     assert.deepEqual(await holdersOf(lab, vip4(4)), [holder]);
