@@ -119,6 +119,11 @@ function contentHash(index: DeclarationIndex): number {
   return h >>> 0;
 }
 
+/** How many services a VIP declaration carries: its binding, each listener port, following a leader. */
+export function countServices(binding: string | null, ports: readonly number[], follows: string | null): number {
+  return (binding === null ? 0 : 1) + ports.length + (follows === null ? 0 : 1);
+}
+
 /** Human-readable services of a VIP declaration, also used as its UNSAFE signature. */
 export function describeServices(binding: string | null, ports: readonly number[], follows: string | null): string {
   const parts: string[] = [];
@@ -153,7 +158,7 @@ export function indexDeclaration(d: NodeDeclaration): DeclarationIndex {
     index.binding[i] = v.binding === null ? -1 : nameTable.id(v.binding);
     index.preferred[i] = v.preferred === null ? -1 : nameTable.id(v.preferred);
     index.services[i] = nameTable.id(describeServices(v.binding, v.ports, v.follows));
-    index.serviceCount[i] = (v.binding === null ? 0 : 1) + v.ports.length + (v.follows === null ? 0 : 1);
+    index.serviceCount[i] = countServices(v.binding, v.ports, v.follows);
     index.follows[i] = v.follows === null ? -1 : ipTable.id(v.follows);
   }
   const hash = contentHash(index);

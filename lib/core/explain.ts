@@ -5,6 +5,7 @@
  */
 import { ElectOptions, ElectionTrace, Evidence, Rule, VipOutcome, electWithTrace } from './elect';
 import { fnv1a, rendezvousScore } from './hash';
+import { countServices } from './declaration-index';
 import { ClusterView, NodeView, isHealthy } from './view';
 
 export type CandidateCode =
@@ -161,5 +162,5 @@ function explainCandidate(
 /** The services `n` declares on `ip`: a binding, each listener port, following a leader. */
 function serviceCount(n: NodeView, ip: string): number {
   const v = n.declaration.vips.find((x) => x.ip === ip);
-  return v ? (v.binding === null ? 0 : 1) + v.ports.length + (v.follows === null ? 0 : 1) : 0;
+  return v ? countServices(v.binding, v.ports, v.follows) : 0;
 }

@@ -150,28 +150,28 @@ export class EngineDriver {
         return;
       case 'probe': {
         const started = this.clock.now();
-        return this.operation(effect.op, async () => {
+        return this.operation(async () => {
           const found = await this.net.probeMany(effect.ifname, effect.ips, { timeoutMs: effect.timeoutMs });
           return { op: effect.op, kind: 'probe', ok: true, found, ms: this.clock.now() - started };
         }, (error) => ({ op: effect.op, kind: 'probe', ok: false, error }));
       }
       case 'bring-up':
-        return this.operation(effect.op, () => this.bringUp(effect.op, effect.ip, effect.ifname, effect.cidr), (error) => ({ op: effect.op, kind: 'bring-up', ip: effect.ip, ok: false, step: 'add address', error }));
+        return this.operation(() => this.bringUp(effect.op, effect.ip, effect.ifname, effect.cidr), (error) => ({ op: effect.op, kind: 'bring-up', ip: effect.ip, ok: false, step: 'add address', error }));
       case 'announce':
-        return this.operation(effect.op, async () => {
+        return this.operation(async () => {
           await this.net.announce(effect.ifname, effect.ips, { count: 1, mode: this.options.announceMode });
           return { op: effect.op, kind: 'announce', ok: true };
         }, (error) => ({ op: effect.op, kind: 'announce', ok: false, error }));
       case 'take-down':
-        return this.operation(effect.op, async () => {
+        return this.operation(async () => {
           if (effect.services) await Promise.allSettled(this.servicesOf(effect.ip).map((s) => s.stop()));
           await this.net.removeAddress(effect.ifname, effect.cidr).catch(() => undefined);
           return { op: effect.op, kind: 'take-down', ip: effect.ip, ok: true };
         }, (error) => ({ op: effect.op, kind: 'take-down', ip: effect.ip, ok: false, error }));
       case 'release':
-        return this.operation(effect.op, () => this.release(effect.op, effect.ip, effect.ifname, effect.cidr), (error) => ({ op: effect.op, kind: 'release', ip: effect.ip, ok: false, error }));
+        return this.operation(() => this.release(effect.op, effect.ip, effect.ifname, effect.cidr), (error) => ({ op: effect.op, kind: 'release', ip: effect.ip, ok: false, error }));
       case 'restore':
-        return this.operation(effect.op, async () => {
+        return this.operation(async () => {
           await this.net.addAddress(effect.ifname, effect.cidr);
           await this.net.announce(effect.ifname, [effect.ip], { count: 1, mode: this.options.announceMode });
           return { op: effect.op, kind: 'restore', ip: effect.ip, ok: true };
@@ -180,7 +180,7 @@ export class EngineDriver {
   }
 
   /** Runs an operation and steps its result (or its failure) back into the engine. */
-  private operation(_op: number, run: () => Promise<OperationResult>, failed: (error: Error) => OperationResult): void {
+  private operation(run: () => Promise<OperationResult>, failed: (error: Error) => OperationResult): void {
     void run()
       .catch((error: unknown) => failed(error instanceof Error ? error : new Error(String(error))))
       .then((result) => {

@@ -282,7 +282,6 @@ export class VipEngine {
       return;
     }
     if (this.health.expire(t)) this.publishDue = true;
-    this.rememberEpochs();
     // A live peer whose declaration we do not know yet (it just joined, or we just did) is left
     // out of the view, and what its heartbeats say it holds cannot be read: acquiring now could
     // take every VIP it holds (a joining standby did, 1,000 at once). Wait for its declaration.
@@ -379,10 +378,7 @@ export class VipEngine {
         return this.neighbours.some((n) => this.refusedAddresses.has(n.address) && same(n.mac));
       },
       acquiredOk: (ip) => void this.failures.delete(ip),
-      highestHeardEpoch: (ip) => {
-        this.rememberEpochs();
-        return this.heardEpochs.get(ip) ?? 0;
-      },
+      highestHeardEpoch: (ip) => this.heardEpochs.get(ip) ?? 0,
     };
   }
 

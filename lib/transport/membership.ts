@@ -26,9 +26,7 @@ import type { Clock } from '../runtime/ports';
 import { familyOf, parseEndpoint, type Endpoint } from './address';
 import { PacketAuthenticator } from './auth';
 import {
-  DIGEST_BYTES,
   DocumentKind,
-  MAX_DECLARED_VIPS,
   MAX_NAME_BYTES,
   PacketType,
   SHORT_DIGEST_BYTES,
@@ -36,23 +34,19 @@ import {
   decodeGoodbye,
   decodeHeartbeat,
   decodeRequest,
-  encodeChunk,
   encodePacket,
-  encodeRequest,
   readEnvelope,
-  type Chunk,
   type Heartbeat,
 } from './codec';
 import { Counters, type DropReason } from './counters';
-import { CHUNK_WINDOW, OutgoingDocument, Reassembly, ReassemblyBudget } from './document-sync';
-import { MAX_HOLDING_ENTRY_BYTES, MAX_MOVES, MAX_MOVE_ENTRY_BYTES, MAX_NEIGHBOUR_ENTRY_BYTES } from './documents';
+import { ReassemblyBudget } from './document-sync';
 import { newIncarnation } from './incarnation';
 import { DocumentExchange } from './document-exchange';
 import { LocalDocuments } from './local-documents';
 import { LoopLagMeter } from './loop-lag';
 import type { LocalState, MembershipEvents, MembershipOptions, PeerState } from './membership-types';
 import { endpointKey } from './peer-sockets';
-import { KINDS, PeerTable, ZERO_DIGEST, announcedDigest, discardTransfers, prefixEquals, viewOf, type PeerRecord } from './peer-table';
+import { PeerTable, ZERO_DIGEST, discardTransfers, viewOf, type PeerRecord } from './peer-table';
 import { UdpTransport, type PacketTransport, type SendOutcome } from './udp-transport';
 
 export type { LocalState, MembershipEvents, MembershipOptions, PeerState } from './membership-types';
@@ -107,7 +101,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private running = false;
   private clashReported: bigint | null = null;
 
-  constructor(private readonly options: MembershipOptions) {
+  constructor(options: MembershipOptions) {
     super();
     this.auth = new PacketAuthenticator(options.secret);
     this.clusterBytes = Buffer.from(String(options.clusterId ?? ''), 'utf8');

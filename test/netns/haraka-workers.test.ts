@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Lab, labSkipReason, type LabProcess, vip4, waitFor } from './harness';
-import { assertMailSurvivesFailover, assertSessionsSurviveRelease, type TwoNodeCluster } from './lib/mail-flow';
+import { failoverScenarios, type TwoNodeCluster } from './lib/mail-flow';
 import { HARAKA_PLUGIN, makeHarakaDir, MtaProcesses, mtaSkipReason, outputMatches, swaks, waitHolders, type Received } from './lib/mta-servers';
 
 const NODES = ['hw1', 'hw2'] as const;
@@ -140,11 +140,5 @@ describe('Haraka with two workers and bindings held by the other node', { skip: 
     },
   });
 
-  test('mail flows while a binding moves there and back, the listener holder is SIGKILLed and the other node SIGTERMed: every message once, from its IP, no session left silent', async () => {
-    await assertMailSurvivesFailover(cluster(), BINDINGS, 'beta', 'haraka');
-  });
-
-  test('sessions in the middle of DATA when the listener VIP moves all finish; clients arriving during the release get a banner, a 421 or a reset, never silence', async () => {
-    await assertSessionsSurviveRelease(cluster());
-  });
+  failoverScenarios(cluster, BINDINGS, 'beta', 'haraka');
 });

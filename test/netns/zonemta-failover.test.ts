@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Lab, labSkipReason, type LabProcess, vip4 } from './harness';
-import { assertMailSurvivesFailover, assertSessionsSurviveRelease, type TwoNodeCluster } from './lib/mail-flow';
+import { failoverScenarios, type TwoNodeCluster } from './lib/mail-flow';
 import { congoDbModule, MtaProcesses, mtaSkipReason, outputMatches, spawnZoneMta, waitHolders, ZONEMTA_PLUGIN } from './lib/mta-servers';
 
 const NODES = ['mz1', 'mz2'] as const;
@@ -116,11 +116,5 @@ describe('ZoneMTA under failover, two nodes sharing MongoDB and Redis', { skip: 
     },
   });
 
-  test('mail flows while a binding moves there and back, the listener holder is SIGKILLed and the other node SIGTERMed: every message once, from its IP, no session left silent', async () => {
-    await assertMailSurvivesFailover(cluster(), BINDINGS, 'beta', 'zonemta');
-  });
-
-  test('sessions in the middle of DATA when the listener VIP moves all finish; clients arriving during the release get a banner, a 421 or a reset, never silence', async () => {
-    await assertSessionsSurviveRelease(cluster());
-  });
+  failoverScenarios(cluster, BINDINGS, 'beta', 'zonemta');
 });

@@ -52,8 +52,6 @@ export class SimNode implements NetHost, WireHost {
   membership: Membership | null = null;
   /** Highest epoch this process has heard (peers' holdings) or used, per VIP. */
   readonly maxSeen = new Map<string, number>();
-  /** Holdings in the last publication, to see new acquisitions. */
-  published = new Map<string, number>();
   closing = false;
   boots = 0;
   /** When the process last checked in with its guardian (the alias reaper), and whether the guardian acted since. */
@@ -100,7 +98,6 @@ export class SimNode implements NetHost, WireHost {
     this.unheardRemovals.clear();
     this.maxSeen.clear();
     this.heldEpochs.clear();
-    this.published = new Map();
     let leftovers = 0;
     for (const ip of this.wire.of(this)) {
       this.wire.remove(this, ip, false);
@@ -282,7 +279,6 @@ export class SimNode implements NetHost, WireHost {
   private run(effect: Effect): void {
     switch (effect.type) {
       case 'publish':
-        this.published = effect.state.holdings;
         this.guardedAliases = effect.state.aliases.map((a) => a.cidr.split('/')[0] as string);
         this.membership?.setLocal({ declaration: this.declarationBytes, holdings: effect.state.holdings, unhealthy: effect.state.unhealthy, neighbours: effect.state.neighbours, moves: effect.state.moves });
         return;

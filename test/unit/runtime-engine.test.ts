@@ -8,7 +8,8 @@ import { declare, encodeDeclaration, resolveConfig, type ClusterConfig } from '.
 import { EngineDriver } from '../../lib/runtime/driver';
 import { VipEngine } from '../../lib/runtime/engine';
 import type { ClusterEvents, Effect, EngineInput, EnginePeer, OperationResult } from '../../lib/runtime/engine-io';
-import type { Clock, NetPort } from '../../lib/runtime/ports';
+import type { Clock } from '../../lib/runtime/ports';
+import { FakeNet } from './helpers/fake-net';
 import { DeclarationCache } from '../../lib/runtime/view-builder';
 import { nextState } from '../../lib/runtime/vip-lifecycle';
 
@@ -132,17 +133,7 @@ test('the transition table refuses what no input may cause', () => {
 
 test('a listener that throws is reported as an error event, and the VIP is still acquired', async () => {
   const engine = engineFor('n1');
-  const added: string[] = [];
-  const fakeNet = {
-    addAddress: async (_i: string, cidr: string) => void added.push(cidr),
-    removeAddress: async () => undefined,
-    probeMany: async (_i: string, ips: string[]) => new Map(ips.map((ip) => [ip, null])),
-    announce: async () => ({ sent: 1 }),
-    arpAllHosts: async () => ({ sent: 0 }),
-    sniff: () => ({ close() {}, setAddresses() {} }),
-    tcpSockets: async () => [],
-    destroyTcpSockets: async () => ({ destroyed: 0, failed: 0 }),
-  } as unknown as NetPort;
+  const fakeNet = new FakeNet();
   let t = 0;
   const clock: Clock = { now: () => t, wall: () => t, after: () => ({ cancel() {} }), soon: (fn) => void setImmediate(fn), sleep: async () => undefined };
   const emitter = new EventEmitter<ClusterEvents>();
@@ -158,7 +149,7 @@ test('a listener that throws is reported as an error event, and the VIP is still
   for (let i = 0; i < 50 && engine.stateOf(VIP) !== 'held'; i++) await new Promise((r) => setImmediate(r));
   await new Promise((r) => setImmediate(r));
   assert.equal(engine.stateOf(VIP), 'held');
-  assert.deepEqual(added, [`${VIP}/32`]);
+  assert.deepEqual(fakeNet.log, [`+${VIP}/32`]);
   assert.deepEqual(errors, ["'acquired' listener: listener bug"]);
   driver.stop();
 });

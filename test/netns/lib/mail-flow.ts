@@ -14,6 +14,7 @@ import { waitFor } from './wait';
 import { holderOf } from './mta-servers';
 import type { SessionReport } from '../../../bench/lib/slow-sessions';
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 
 export interface FlowCounts {
   /** Messages the client started (each retried until accepted, up to 400 attempts). */
@@ -285,4 +286,19 @@ export async function assertSessionsSurviveRelease(cluster: TwoNodeCluster): Pro
   await moveVia(cluster.lab, first, cluster.adminPort, cluster.listener, null);
   await moveVia(cluster.lab, second, cluster.adminPort, cluster.listener, null);
   await settled(cluster, cluster.home, 30_000);
+}
+
+/**
+ * The failover scenarios every MTA integration runs, as tests of the calling describe(): mail
+ * through every kind of move (assertMailSurvivesFailover) and sessions through a release
+ * (assertSessionsSurviveRelease). `cluster` is called when each test runs (the lab exists then).
+ */
+export function failoverScenarios<B extends string>(cluster: () => TwoNodeCluster, bindings: Record<B, string>, moved: B, tag: string): void {
+  test('mail flows while a binding moves there and back, the listener holder is SIGKILLed and the other node SIGTERMed: every message once, from its IP, no session left silent', async () => {
+    await assertMailSurvivesFailover(cluster(), bindings, moved, tag);
+  });
+
+  test('sessions in the middle of DATA when the listener VIP moves all finish; clients arriving during the release get a banner, a 421 or a reset, never silence', async () => {
+    await assertSessionsSurviveRelease(cluster());
+  });
 }
