@@ -169,7 +169,7 @@ export class EngineDriver {
           return { op: effect.op, kind: 'take-down', ip: effect.ip, ok: true };
         }, (error) => ({ op: effect.op, kind: 'take-down', ip: effect.ip, ok: false, error }));
       case 'release':
-        return this.operation(() => this.release(effect.op, effect.ip, effect.ifname, effect.cidr), (error) => ({ op: effect.op, kind: 'release', ip: effect.ip, ok: false, error }));
+        return this.operation(() => (effect.urgent ? this.releaseAtOnce(effect.op, effect.ip, effect.ifname, effect.cidr) : this.release(effect.op, effect.ip, effect.ifname, effect.cidr)), (error) => ({ op: effect.op, kind: 'release', ip: effect.ip, ok: false, error }));
       case 'restore':
         return this.operation(async () => {
           await this.net.addAddress(effect.ifname, effect.cidr);
@@ -231,6 +231,24 @@ export class EngineDriver {
       errors.push({ operation: 'drain sessions', error: error as Error });
     }
     await this.removeAfterLastReset(ip, ifname, cidr, result);
+    return result;
+  }
+
+  /**
+   * A lost clash: the sessions on the address are reset while their RST can still leave from it,
+   * the address goes at once, then the services stop (nothing is left for them to drain).
+   */
+  private async releaseAtOnce(op: number, ip: string, ifname: string, cidr: string): Promise<OperationResult> {
+    const errors: Array<{ operation: string; error: Error }> = [];
+    const result = { op, kind: 'release' as const, ip, ok: true as const, drained: 0, reset: 0, lateReset: 0, timedOut: false, errors };
+    try {
+      result.reset = await resetSessions(this.sessions, [ip]);
+    } catch (error) {
+      errors.push({ operation: 'drain sessions', error: error as Error });
+    }
+    await this.net.removeAddress(ifname, cidr);
+    const stopped = await Promise.allSettled(this.servicesOf(ip).map((s) => s.stop()));
+    for (const r of stopped) if (r.status === 'rejected') errors.push({ operation: 'stop service', error: r.reason as Error });
     return result;
   }
 

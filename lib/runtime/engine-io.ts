@@ -74,7 +74,12 @@ export type Effect =
   /** Stop the VIP's services and remove the address, without draining (an acquisition given up). */
   | { type: 'take-down'; op: number; ip: string; ifname: string; cidr: string; services: boolean }
   /** Stop the services (draining), drain the host's sessions on the address, remove it after the last reset. */
-  | { type: 'release'; op: number; ip: string; ifname: string; cidr: string }
+  /**
+   * Services stop, sessions drain, then the address goes; `urgent` (a clash lost: another node
+   * holds the address too and clients follow its announcements) removes the address first, so
+   * the two holders last no longer than that, and ends what was left on it.
+   */
+  | { type: 'release'; op: number; ip: string; ifname: string; cidr: string; urgent: boolean }
   /** Put back an address removed behind our back, and announce it. */
   | { type: 'restore'; op: number; ip: string; ifname: string; cidr: string }
   /** Fire-and-forget announcements of VIPs held (re-announcements, the rest of a takeover's). */

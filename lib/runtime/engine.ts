@@ -51,6 +51,8 @@ export class VipEngine {
   private readonly moves = new OperatorMoves();
   /** Re-announcements due after a foreign claim: ip → time. */
   private readonly reannounceAt = new Map<string, number>();
+  /** When each interface went down (for how long a link was away). */
+  private readonly linkDownAt = new Map<string, number>();
   private readonly sniffed = new Map<string, string>();
   /** Failed acquisitions in a row per VIP (the back-off's exponent). */
   private readonly failures = new Map<string, number>();
@@ -144,7 +146,7 @@ export class VipEngine {
         this.resettle();
         this.emit({ name: 'stall', args: [{ lagMs: input.lagMs }] });
         for (const slot of this.slots.values()) {
-          if (slot.state === 'held') this.operations.release(slot, 'stale', `this process did not run for ${Math.round(input.lagMs)} ms: its claim is stale`);
+          if (slot.state === 'held') this.operations.release(slot, 'stale', `this process did not run for ${Math.round(input.lagMs)} ms: its claim is stale`, true);
         }
         return;
       case 'link':
@@ -322,7 +324,13 @@ export class VipEngine {
       const slot = this.slots.get(action.ip);
       if (!slot || isBusy(slot.state)) continue;
       if (action.type === 'release') {
-        if (slot.state === 'held') this.operations.release(slot, action.reason, action.detail);
+        if (slot.state === 'held') {
+          // No drain when it would only prolong two holders or cannot reach anyone: a lost
+          // clash, another live node already holding it, or our link down (sessions cannot
+          // finish over it, and peers took the VIP over when we went silent).
+          const urgent = action.reason === 'clash' || heldElsewhere(view, this.node, slot.vip.ip) || this.health.isLinkDown(slot.vip.interface);
+          this.operations.release(slot, action.reason, action.detail, urgent);
+        }
       } else if (slot.state === 'idle') {
         acquisitions.push({ slot, epoch: action.epoch });
         this.lastKnownEpochs.set(action.ip, Math.max(action.epoch, this.lastKnownEpochs.get(action.ip) ?? 0));
@@ -405,9 +413,14 @@ export class VipEngine {
     if (!this.health.setLink(ifname, usable)) return;
     this.count('link_changes_total');
     // Back from a dead link we know nothing current about the peers (they timed out here
-    // while we were cut off): listen one dead-after period before acquiring, as at boot.
+    // while we were cut off): listen one dead-after period before acquiring, as at boot. After
+    // a blip shorter than dead-after minus a heartbeat nobody can have declared us dead, and
+    // our view is still current: listening would only leave our VIPs without a holder longer.
+    const downFor = this.now - (this.linkDownAt.get(ifname) ?? -Infinity);
+    if (!usable) this.linkDownAt.set(ifname, this.now);
+    else this.linkDownAt.delete(ifname);
     if (usable) {
-      this.resettle();
+      if (downFor >= this.config.timers.deadAfterMs - this.config.timers.heartbeatMs) this.resettle();
       // Announcements made while the link was down went nowhere, and clients may have followed
       // another node's meanwhile.
       for (const slot of this.slots.values()) if (slot.vip.interface === ifname && slot.state === 'held') this.reannounceAt.set(slot.vip.ip, this.now);

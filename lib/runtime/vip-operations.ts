@@ -100,14 +100,15 @@ export class VipOperations {
     }
   }
 
-  release(slot: Slot, reason: string, detail: string): void {
+  /** Releases a held VIP; `urgent` removes the address before anything else (see the release effect). */
+  release(slot: Slot, reason: string, detail: string, urgent = false): void {
     this.ctx.transition(slot, 'release');
     const op = this.nextOp++;
     this.inFlight.set(op, { kind: 'release', ip: slot.vip.ip, reason, detail });
     // Outbound first: transports of a binding on this VIP close and sends in flight fail
     // (retryable) before the address goes.
     this.ctx.bindingsChanged();
-    this.ctx.effect({ type: 'release', op, ip: slot.vip.ip, ifname: slot.vip.interface, cidr: cidrOf(slot.vip) });
+    this.ctx.effect({ type: 'release', op, ip: slot.vip.ip, ifname: slot.vip.interface, cidr: cidrOf(slot.vip), urgent });
   }
 
   /** The address of a VIP left our interface: restored now if held, or once its acquisition ends. */

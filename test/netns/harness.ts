@@ -300,6 +300,24 @@ export class Lab {
     await this.applyPartitions();
   }
 
+  /**
+   * Cuts every host of `side` off from every host of `rest` in one nft transaction, so the split
+   * happens at one instant (pairwise partition() calls would cut one pair after another).
+   */
+  async split(side: string[], rest: string[]): Promise<void> {
+    for (const a of side) for (const b of rest) {
+      const pair = this.pairOf(a, b);
+      this.partitions.set(pair.key, pair.ports);
+    }
+    await this.applyPartitions();
+  }
+
+  /** Removes every partition at once (the merge after split()). */
+  async healAll(): Promise<void> {
+    this.partitions.clear();
+    await this.applyPartitions();
+  }
+
   /** Removes the partition between a and b (no-op when there is none). */
   async heal(a: string, b: string): Promise<void> {
     this.partitions.delete(this.pairOf(a, b).key);

@@ -338,6 +338,8 @@ export class SimNode implements NetHost, WireHost {
         // Services drain and sessions end (or are reset); the address goes at the end.
         const drain = this.rng.chance(0.8) ? this.rng.next() * 20 : this.rng.next() * MAX_RELEASE_MS;
         const generation = this.generation;
+        // A lost clash removes the address first; the rest of the release follows.
+        if (effect.urgent) this.wire.remove(this, effect.ip);
         this.sched.after(drain, this, () => {
           if (generation !== this.generation) return;
           this.wire.remove(this, effect.ip);

@@ -60,6 +60,16 @@ export class AddressMonitor {
     return monitor;
   }
 
+  /** The monitors' pids (they run inside the host namespaces: a test signalling "everything in a namespace" must spare them). */
+  pids(): number[] {
+    return this.children.map((c) => c.pid).filter((pid): pid is number => pid !== undefined);
+  }
+
+  /** True while every monitor still runs (a dead one would make its host look empty). */
+  alive(): boolean {
+    return this.children.every((c) => c.exitCode === null && c.signalCode === null);
+  }
+
   stop(): void {
     for (const child of this.children) child.kill('SIGKILL');
     this.children.length = 0;

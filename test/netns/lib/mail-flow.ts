@@ -73,6 +73,14 @@ export interface FlowControl {
   killed(step: () => Promise<void>): Promise<void>;
 }
 
+/** How the client sends: the defaults suit a test of a few minutes; a long campaign counts its deadline per message. */
+export interface FlowOptions {
+  concurrency?: number;
+  maxAttempts?: number;
+  deadlineMs?: number;
+  perMessageDeadline?: boolean;
+}
+
 /**
  * Sends `outgoing` (4 at a time, retrying like a queueing client) while
  * `script` moves things, then starts no new message, waits for the sink to have every accepted message
@@ -86,6 +94,7 @@ export async function runFlow<B extends string>(
   bindingOf: ReadonlyMap<string, B>,
   bindings: Record<B, string>,
   script: (control: FlowControl) => Promise<void>,
+  options: FlowOptions = {},
 ): Promise<FlowCounts> {
   const clientProc = lab.spawnNode('client', fixturePath('mta-client'));
   try {
@@ -96,7 +105,12 @@ export async function runFlow<B extends string>(
       for (const message of sink.messages.splice(0)) if ((message as Received).type === 'received') received.push(message as Received & { at: number });
     };
     const batch = `flow-${Date.now()}`;
-    const done = client.batch(batch, outgoing, { concurrency: 4, maxAttempts: 400, deadlineMs: 180_000 });
+    const done = client.batch(batch, outgoing, {
+      concurrency: options.concurrency ?? 4,
+      maxAttempts: options.maxAttempts ?? 400,
+      deadlineMs: options.deadlineMs ?? 180_000,
+      ...(options.perMessageDeadline ? { perMessageDeadline: true, resultTimeoutMs: 24 * 3600_000 } : {}),
+    });
     const killWindows: Array<[number, number]> = [];
     await script({
       more: async (more) => {

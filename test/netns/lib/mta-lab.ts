@@ -124,8 +124,8 @@ export class MailClient {
   }
 
   /** Starts a batch; the returned promise resolves with every message's final result. */
-  batch(batch: string, messages: OutgoingMessage[], options: { concurrency: number; maxAttempts: number; deadlineMs: number }): Promise<ClientResult[]> {
-    const done = this.proc.nextMessage<{ results: ClientResult[] }>((m) => m.type === 'batch-done' && m.batch === batch, options.deadlineMs + 60_000);
+  batch(batch: string, messages: OutgoingMessage[], options: { concurrency: number; maxAttempts: number; deadlineMs: number; perMessageDeadline?: boolean; resultTimeoutMs?: number }): Promise<ClientResult[]> {
+    const done = this.proc.nextMessage<{ results: ClientResult[] }>((m) => m.type === 'batch-done' && m.batch === batch, options.resultTimeoutMs ?? options.deadlineMs + 60_000);
     this.proc.send({ cmd: 'batch', batch, messages, ...options });
     return done.then((m) => m.results);
   }
