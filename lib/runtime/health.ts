@@ -13,25 +13,32 @@ export interface HealthProblem {
 }
 
 export class HealthBook {
-  private readonly perVip = new Map<string, HealthProblem>();
+  /**
+   * Every problem of each VIP, one per reason: a VIP can be not ready (the MTA said so) and have
+   * failed to listen at once, and lifting one must not lift the other (setReady(true) must not
+   * cancel a failure's back-off; a failure's retry must not make a not-ready VIP electable).
+   */
+  private readonly perVip = new Map<string, Map<UnhealthyReason, HealthProblem>>();
   private readonly downLinks = new Set<string>();
 
-  /** Marks `ip` unhealthy until `retryAt` (a listen or address failure). */
+  /** Marks `ip` unhealthy for `reason` until `retryAt` (a listen or address failure; Infinity: until cleared). */
   fail(ip: string, reason: UnhealthyReason, detail: string, retryAt: number): void {
-    this.perVip.set(ip, { reason, detail, retryAt });
+    this.problemsOf(ip).set(reason, { reason, detail, retryAt });
   }
 
   /** Marks `ip` unhealthy for `reason` until cleared; true unless it already was for that reason. */
   hold(ip: string, reason: UnhealthyReason, detail: string): boolean {
-    if (this.perVip.get(ip)?.reason === reason) return false;
-    this.perVip.set(ip, { reason, detail, retryAt: Infinity });
+    const problems = this.problemsOf(ip);
+    if (problems.get(reason)?.retryAt === Infinity) return false;
+    problems.set(reason, { reason, detail, retryAt: Infinity });
     return true;
   }
 
-  /** Forgets `ip`'s problem if it is of `reason`; true when it did. */
+  /** Forgets `ip`'s problem of `reason` (its others stay); true when there was one. */
   clear(ip: string, reason: UnhealthyReason): boolean {
-    if (this.perVip.get(ip)?.reason !== reason) return false;
-    this.perVip.delete(ip);
+    const problems = this.perVip.get(ip);
+    if (!problems?.delete(reason)) return false;
+    if (!problems.size) this.perVip.delete(ip);
     return true;
   }
 
@@ -50,11 +57,14 @@ export class HealthBook {
   /** Forgets failures whose retry time has come; true when any was forgotten. */
   expire(now: number): boolean {
     let changed = false;
-    for (const [ip, problem] of this.perVip) {
-      if (problem.retryAt !== null && problem.retryAt <= now) {
-        this.perVip.delete(ip);
-        changed = true;
+    for (const [ip, problems] of this.perVip) {
+      for (const [reason, problem] of problems) {
+        if (problem.retryAt !== null && problem.retryAt <= now) {
+          problems.delete(reason);
+          changed = true;
+        }
       }
+      if (!problems.size) this.perVip.delete(ip);
     }
     return changed;
   }
@@ -62,9 +72,11 @@ export class HealthBook {
   /** Earliest retry time, for the runtime's timer. */
   nextRetry(): number | null {
     let next: number | null = null;
-    for (const problem of this.perVip.values()) {
-      // Infinity (shutdown) is never retried: no timer for it.
-      if (problem.retryAt !== null && Number.isFinite(problem.retryAt) && (next === null || problem.retryAt < next)) next = problem.retryAt;
+    for (const problems of this.perVip.values()) {
+      for (const problem of problems.values()) {
+        // Infinity (shutdown, not ready) is never retried: no timer for it.
+        if (problem.retryAt !== null && Number.isFinite(problem.retryAt) && (next === null || problem.retryAt < next)) next = problem.retryAt;
+      }
     }
     return next;
   }
@@ -78,9 +90,24 @@ export class HealthBook {
     return out;
   }
 
-  /** Why `ip` is unhealthy, for status; undefined when it is healthy. */
-  problem(ip: string, ifname: string): HealthProblem | undefined {
-    if (this.downLinks.has(ifname)) return { reason: 'link-down', detail: `link ${ifname} is down`, retryAt: null };
-    return this.perVip.get(ip);
+  /**
+   * Why `ip` is unhealthy, for status; undefined when it is healthy. With several problems the
+   * one that lasts longest is shown (link down, then what only clearing lifts, then the latest
+   * retry), and `also` names the others.
+   */
+  problem(ip: string, ifname: string): (HealthProblem & { also?: UnhealthyReason[] }) | undefined {
+    const problems = [...(this.perVip.get(ip)?.values() ?? [])];
+    if (this.downLinks.has(ifname)) problems.unshift({ reason: 'link-down', detail: `link ${ifname} is down`, retryAt: null });
+    if (!problems.length) return undefined;
+    const lasting = (p: HealthProblem): number => (p.retryAt === null ? Number.MAX_VALUE : p.retryAt === Infinity ? Number.MAX_VALUE / 2 : p.retryAt);
+    problems.sort((a, b) => lasting(b) - lasting(a));
+    const [first, ...rest] = problems as [HealthProblem, ...HealthProblem[]];
+    return rest.length ? { ...first, also: rest.map((p) => p.reason) } : first;
+  }
+
+  private problemsOf(ip: string): Map<UnhealthyReason, HealthProblem> {
+    let problems = this.perVip.get(ip);
+    if (!problems) this.perVip.set(ip, (problems = new Map()));
+    return problems;
   }
 }

@@ -8,6 +8,8 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import * as fs from 'node:fs';
 import { fixturePath, Lab, labSkipReason, LabProcess, vip4, vip6, waitFor } from './harness';
 import { AddressMonitor } from './lib/address-monitor';
+import { slowSessionsThroughRelease } from './lib/mail-flow';
+import { run } from './lib/run';
 
 const SECRET = 'correct horse battery staple';
 const NODES = ['n1', 'n2', 'n3'] as const;
@@ -397,6 +399,33 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
     assert.ok(closed.tookMs < 20_000);
   });
 
+  test('SIGTERM to the whole process group (systemctl stop, Ctrl-C): the guardian leaves the VIPs to the node, sessions in DATA finish, the node exits once they have', async () => {
+    cluster = new Cluster(lab);
+    await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, DEFAULT_VIPS))));
+    const ip = vip4(1);
+    await cluster.until(async () => (await holdersOf(lab, ip)).join() === 'n1' || null, 15_000, 'n1 holding its preferred VIP');
+    const proc = cluster.proc('n1');
+    let exitMs = 0;
+    const { slow, fresh } = await slowSessionsThroughRelease(lab, ip, 2525, async () => {
+      // What systemd's KillMode=control-group and a terminal's Ctrl-C do: every process of the
+      // node, its guardian included, gets the signal at once.
+      const { stdout } = await run(['ip', 'netns', 'pids', lab.host('n1').ns]);
+      const pids = stdout.split(/\s+/).filter(Boolean).map(Number);
+      assert.ok(pids.length >= 2, `the node and its guardian run in n1 (${pids.join(' ')})`);
+      const signalled = Date.now();
+      for (const pid of pids) process.kill(pid, 'SIGTERM');
+      await proc.exited;
+      exitMs = Date.now() - signalled;
+      cluster.procs.delete('n1');
+      await settledHolders(lab, [ip], ['n2', 'n3']);
+    });
+    assert.deepEqual(slow.map((r) => r.finalReply?.slice(0, 3) ?? r.error), slow.map(() => '250'), `every session in DATA finished with 250: ${JSON.stringify(slow)}`);
+    assert.deepEqual(fresh.filter((r) => /timeout/i.test(r.error ?? '')), [], 'no new session was left without an answer');
+    assert.equal(proc.exit?.code, 0, `clean exit: ${proc.stderr.slice(-500)}`);
+    // The sessions needed about 3 s; the drain's 30 s default is for sessions that never end.
+    assert.ok(exitMs < 15_000, `exited ${exitMs} ms after the signal`);
+  });
+
   test('a listener that cannot bind marks the node unhealthy for that VIP and another node takes it', async () => {
     cluster = new Cluster(lab);
     // On n1, something else already listens on VIP 1's port (ip_nonlocal_bind lets it bind before the VIP exists).
@@ -462,6 +491,34 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
       assert.ok(moved.get(vip4(3)), `${transport}: n3's VIP taken over`);
       await cluster.stopAll();
       await lab.exec('n3', ['ip', 'addr', 'del', `${vip4(3)}/32`, 'dev', 'eth0'], { allowFailure: true });
+    }
+  });
+
+  test('30 % random loss both ways on every node at default timers: no two holders past one heartbeat + announcement; holder changes counted', async () => {
+    cluster = new Cluster(lab);
+    await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, DEFAULT_VIPS))));
+    const ips = DEFAULT_VIPS.map((v) => v.ip);
+    await cluster.until(async () => {
+      const map = await settledHolders(lab, ips, NODES, 100).catch(() => null);
+      return map && DEFAULT_VIPS.every((v) => !v.preferred || map.get(v.ip) === v.preferred) ? map : null;
+    }, 15_000, 'preferred nodes holding their VIPs');
+    const monitor = await AddressMonitor.start(lab, [...NODES]);
+    const LOSS_MS = 20_000;
+    try {
+      for (const n of NODES) await lab.loss(n, 30);
+      await new Promise((resolve) => setTimeout(resolve, LOSS_MS));
+      for (const n of NODES) await lab.clearFaults(n);
+      await settledHolders(lab, ips, NODES, 15_000);
+      // heartbeat (50 ms) + one announcement round (100 ms)
+      const bound = 150;
+      const duals = ips.flatMap((ip) => monitor.duals(ip).map((d) => ({ ip, ...d })));
+      const changes = ips.map((ip) => monitor.events.filter((e) => e.ip === ip && e.added).length);
+      process.stdout.write(`# 30 % loss for ${LOSS_MS} ms: ${changes.reduce((a, b) => a + b, 0)} acquisitions, duals ${JSON.stringify(duals.map((d) => [d.ip, d.ms]))}\n`);
+      assert.deepEqual(duals.filter((d) => d.ms > bound), [], `two holders past ${bound} ms under loss`);
+      const status = await cluster.status('n1');
+      assert.equal(typeof status.vips[0].epoch, 'number');
+    } finally {
+      monitor.stop();
     }
   });
 

@@ -8,8 +8,8 @@
  *   block, loss, a stalled or dead process), and for at most DUAL_BOUND_MS
  *   after they can: each then hears the other's claim within a heartbeat or
  *   two (the first heartbeat marks the peer live, its holdings document is
- *   asked for on the next tick), the worse claim releases, and the release
- *   drains for at most MAX_RELEASE_MS.
+ *   asked for on the next tick), and the worse claim releases at once (a
+ *   release while another node holds the VIP does not drain).
  * - liveness: once nothing has been wrong for LIVE_BOUND_MS, every VIP with a
  *   live, healthy declarer is held by exactly one node, which the clients'
  *   neighbour entry points at.
@@ -36,7 +36,7 @@ import { macOf, Wire } from './wire';
 export const HEARTBEAT_MS = 50;
 export const DEAD_AFTER_MS = 200;
 export const HOLD_DOWN_MS = 500;
-export const DUAL_BOUND_MS = 4 * HEARTBEAT_MS + DEAD_AFTER_MS + MAX_RELEASE_MS;
+export const DUAL_BOUND_MS = 4 * HEARTBEAT_MS + DEAD_AFTER_MS;
 /** Boot or stall settle (dead-after) + hold-down + a release + retry of a failed VIP + slack. */
 export const LIVE_BOUND_MS = 2 * DEAD_AFTER_MS + HOLD_DOWN_MS + MAX_RELEASE_MS + 400 + 600;
 export const END_MS = FAULT_END + LIVE_BOUND_MS + 1000;

@@ -50,6 +50,28 @@ test('hold marks a VIP until cleared, says whether it changed, and clear only li
   assert.deepEqual([...book.unhealthy(vips)], []);
 });
 
+test('problems of different reasons live side by side: setReady(true) keeps a failure\'s back-off, a failure\'s retry keeps not-ready', () => {
+  const book = new HealthBook();
+  // A listen failure backing off, then the MTA says it is not ready, then ready again.
+  book.fail('198.18.1.1', 'listen-failed', 'EADDRINUSE', 5000);
+  assert.equal(book.hold('198.18.1.1', 'not-ready', 'workers restarting'), true);
+  assert.deepEqual(book.problem('198.18.1.1', 'eth0'), { reason: 'not-ready', detail: 'workers restarting', retryAt: Infinity, also: ['listen-failed'] });
+  assert.equal(book.clear('198.18.1.1', 'not-ready'), true);
+  assert.deepEqual([...book.unhealthy(vips)], ['198.18.1.1'], 'the back-off still holds');
+  assert.equal(book.nextRetry(), 5000);
+  assert.equal(book.expire(5000), true);
+  assert.deepEqual([...book.unhealthy(vips)], []);
+  // Not ready first, then a failure whose retry comes: still not ready.
+  book.hold('198.18.1.2', 'not-ready', 'no listener');
+  book.fail('198.18.1.2', 'address-failed', 'EPERM', 100);
+  assert.equal(book.expire(100), true);
+  assert.deepEqual([...book.unhealthy(vips)], ['198.18.1.2']);
+  assert.equal(book.problem('198.18.1.2', 'eth0')?.reason, 'not-ready');
+  // A down link is shown first, with the VIP's own problems after it.
+  book.setLink('eth0', false);
+  assert.deepEqual(book.problem('198.18.1.2', 'eth0'), { reason: 'link-down', detail: 'link eth0 is down', retryAt: null, also: ['not-ready'] });
+});
+
 test('a process without CAP_NET_ADMIN or CAP_NET_RAW is refused with EPERM naming both and how to grant them', () => {
   const full = 'Name:\tnode\nCapEff:\t000001ffffffffff\n';
   const none = 'Name:\tnode\nCapEff:\t0000000000000000\n';
