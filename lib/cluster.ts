@@ -45,7 +45,8 @@ export interface VipStatus {
   phase: VipState;
   epoch: number;
   participants: string[];
-  unhealthy: { reason: string; detail: string } | null;
+  /** Why this node cannot serve it now; `also` lists its other problems when it has several. */
+  unhealthy: { reason: string; detail: string; also?: string[] } | null;
   services: string[];
 }
 
@@ -56,6 +57,12 @@ export interface ClusterStatus {
   vips: VipStatus[];
   /** `neighbours`: the hosts each peer shared (bounded), which a new holder reaches with arpAllHosts. */
   peers: Array<{ node: string; address: string; live: boolean; lastHeardMsAgo: number; holding: string[]; complete: boolean; neighbours: Array<{ address: string; mac: string }> }>;
+  /**
+   * Configured peer addresses (cluster.peers) from which nothing has been heard since this node
+   * started: a typo, a firewall, a node not started yet. Not counted as nodes (their names are
+   * unknown), but shown so that an operator sees them.
+   */
+  unheardPeers: string[];
   counters: Record<string, number>;
 }
 
@@ -357,7 +364,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
       phase: state,
       epoch,
       participants: outcome?.participants ?? [],
-      unhealthy: problem ? { reason: problem.reason, detail: problem.detail } : null,
+      unhealthy: problem ? { reason: problem.reason, detail: problem.detail, ...(problem.also ? { also: problem.also } : {}) } : null,
       services: (this.vipServices.get(vip.ip) ?? []).map((s) => s.description),
     }));
     return {
@@ -374,8 +381,15 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
         complete: p.complete,
         neighbours: p.neighbours,
       })),
+      unheardPeers: this.unheardPeers(),
       counters: { ...this.engine.counters(), ...this.membership.counters() },
     };
+  }
+
+  private unheardPeers(): string[] {
+    const heard = new Set(this.membership.peers().map((p) => p.address));
+    const own = this.config.cluster.bind;
+    return this.config.cluster.peers.map((p) => p.ip).filter((ip) => ip !== own && !heard.has(ip));
   }
 
   /** The cluster as this node sees it now (the election's input). */

@@ -10,6 +10,8 @@ export interface HealthProblem {
   detail: string;
   /** When the VIP may be tried again (clock ms); null while the cause lasts (link down). */
   retryAt: number | null;
+  /** The VIP's other problems, when it has several (problem() shows the one that lasts longest). */
+  also?: UnhealthyReason[];
 }
 
 export class HealthBook {
@@ -95,7 +97,7 @@ export class HealthBook {
    * one that lasts longest is shown (link down, then what only clearing lifts, then the latest
    * retry), and `also` names the others.
    */
-  problem(ip: string, ifname: string): (HealthProblem & { also?: UnhealthyReason[] }) | undefined {
+  problem(ip: string, ifname: string): HealthProblem | undefined {
     const problems = [...(this.perVip.get(ip)?.values() ?? [])];
     if (this.downLinks.has(ifname)) problems.unshift({ reason: 'link-down', detail: `link ${ifname} is down`, retryAt: null });
     if (!problems.length) return undefined;

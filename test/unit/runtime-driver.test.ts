@@ -41,7 +41,11 @@ test('two nodes with a fake addon: the preferred node acquires, a removed addres
   a.on('acquired', () => {
     throw new Error('listener bug');
   });
-  await Promise.all([a.start(), b.start()]);
+  await a.start();
+  // b is not running yet: status names the configured peer a has never heard.
+  assert.deepEqual(a.status().unheardPeers, ['127.0.0.62']);
+  await b.start();
+  await waitFor('a hears b', () => a.status().unheardPeers.length === 0, 5000);
   // Events are delivered once the step's effects have started: wait for the event too.
   await waitFor('a holds the VIP', () => netA.has(`${VIP}/32`) && a.status().vips[0]?.phase === 'held' && errors.length > 0, 5000).catch((error: Error) => {
     throw new Error(`${error.message}: a ${JSON.stringify(a.status().vips)} ${netA.log.join(' ')}; b ${JSON.stringify(b.status().vips)} ${netB.log.join(' ')}; errors ${errors.join('; ')}`);
