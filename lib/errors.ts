@@ -35,6 +35,8 @@ export const ErrorCodes = {
   BINDING_MOVED: 'EBINDINGMOVED',
   NO_LOCAL_BINDING: 'ENOLOCALBINDING',
   RELAY: 'ERELAY',
+  /** The plugins' shared-state directory is not private to this user. */
+  STATE_DIR: 'ESTATEDIR',
   /** The warning code of an 'error' event nobody listened to (process.emitWarning). */
   UNHANDLED: 'EUNHANDLED',
 } as const;

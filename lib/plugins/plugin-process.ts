@@ -24,7 +24,7 @@ export interface MtaVipPluginOptions {
   cluster: ClusterConfig;
   /** Runtime options (relay TLS, transports, retry timers). relay.onRelay is the plugin's own. */
   runtime?: RuntimeOptions;
-  /** Where the cluster's process shares its state with the MTA's other processes; default os.tmpdir()/mta-vip-<cluster id>-<node>.json. */
+  /** Where the cluster's process shares its state with the MTA's other processes; default $RUNTIME_DIRECTORY or os.tmpdir()/mta-vip-<uid> (created 0700) /<cluster id>-<node>.json. */
   stateFile?: string;
   /**
    * How long a released listener VIP keeps its address after new clients are

@@ -13,6 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { VipCluster } from '../cluster';
+import { codedError, ErrorCodes } from '../errors';
 import type { BindingInfo } from '../mta/types';
 
 /** A listener VIP as the receivers see it: 'serving' only while this node holds it and is not releasing it. */
@@ -32,10 +33,29 @@ export interface SharedClusterState {
   relays: Record<string, { host: string; port: number }>;
 }
 
-/** Where the cluster state is shared when the config does not say: one file per cluster and node. */
-export function defaultStateFile(clusterId: string, node: string): string {
+/**
+ * Where the cluster state is shared when the config does not say: one file per cluster and node,
+ * in a directory only this user can enter — systemd's RuntimeDirectory when the service has one,
+ * otherwise os.tmpdir()/mta-vip-<uid> — never a predictable name in a shared /tmp (where another
+ * user could plant the file, or a symlink, and tell the workers which bindings are local).
+ */
+export function defaultStateFile(clusterId: string, node: string, env: NodeJS.ProcessEnv = process.env): string {
   const safe = (s: string): string => s.replace(/[^A-Za-z0-9._-]/g, '_');
-  return path.join(os.tmpdir(), `mta-vip-${safe(clusterId)}-${safe(node)}.json`);
+  const runtime = env.RUNTIME_DIRECTORY?.split(':')[0];
+  const dir = runtime || path.join(os.tmpdir(), `mta-vip-${typeof process.getuid === 'function' ? process.getuid() : 'user'}`);
+  ensurePrivateDir(dir);
+  return path.join(dir, `${safe(clusterId)}-${safe(node)}.json`);
+}
+
+/** Creates `dir` (mode 0700) or checks that the one there is ours alone: a real directory, our uid, no access for group or others. */
+export function ensurePrivateDir(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const stat = fs.lstatSync(dir);
+  const uid = typeof process.getuid === 'function' ? process.getuid() : stat.uid;
+  const problem = !stat.isDirectory() ? 'is not a directory (a symlink?)' : stat.uid !== uid ? `belongs to uid ${stat.uid}, not ${uid}` : (stat.mode & 0o077) !== 0 ? `has mode ${(stat.mode & 0o777).toString(8)}` : null;
+  if (problem) {
+    throw codedError(ErrorCodes.STATE_DIR, `mta-vip state directory ${dir} ${problem}: the workers would trust whatever is in it. Remove it (it is re-created with mode 0700), or set the plugin's stateFile to a file in a private directory`);
+  }
 }
 
 /** Runs in the process that owns the cluster: keeps the file in step with it. */
@@ -86,7 +106,7 @@ export class SharedStateWriter {
       relays,
     };
     const temporary = `${this.file}.${process.pid}.tmp`;
-    fs.writeFileSync(temporary, JSON.stringify(state));
+    fs.writeFileSync(temporary, JSON.stringify(state), { mode: 0o600 });
     fs.renameSync(temporary, this.file);
   }
 
