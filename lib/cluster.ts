@@ -5,6 +5,7 @@
  * its effects through ports (the addon, the clock, the membership); this file
  * wires them together and answers the application.
  */
+import { readSecretFile } from './runtime/secret-file';
 import { EventEmitter } from 'eventemitter3';
 import * as os from 'node:os';
 import { declare, encodeDeclaration, canonicalIp, parseHostPort, resolveConfig, vipState, type ClusterConfig, type ClusterView, type Explanation, type ResolvedConfig, type VipFlags } from './core';
@@ -102,7 +103,7 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
     this.clock = options.ports?.clock ?? realClock;
     this.shareNeighboursMs = options.shareNeighboursMs ?? 1000;
     this.maxSharedNeighbours = options.maxSharedNeighbours ?? 256;
-    this.config = resolveConfig(input, { hostname: options.hostname ?? os.hostname(), interfaces: this.net.interfaces() });
+    this.config = resolveConfig(input, { hostname: options.hostname ?? os.hostname(), interfaces: this.net.interfaces(), readSecretFile });
     this.node = this.config.node;
     const declaration = declare(this.config);
     this.declarationBytes = encodeDeclaration(declaration);

@@ -107,8 +107,13 @@ export interface ClusterConfig {
   cluster: {
     /** Cluster id; heartbeats of other clusters are dropped. */
     id: string;
-    /** Shared secret for HMAC-SHA256, at least 16 bytes. */
-    secret: string | Buffer;
+    /** Shared secret for HMAC-SHA256, at least 16 bytes. Give this or secretFile. */
+    secret?: string | Buffer;
+    /**
+     * A file holding the secret (surrounding whitespace ignored), so it need not sit in the
+     * config: readable by its owner only (mode 0600 or 0400), or the node refuses to start.
+     */
+    secretFile?: string;
     /** This node's own cluster address (an address of this host). */
     bind: string;
     /** UDP port; default 7946. */
@@ -149,6 +154,12 @@ export interface HostInterface {
 export interface HostEnvironment {
   hostname: string;
   interfaces: HostInterface[];
+  /**
+   * Reads `cluster.secretFile` (the validation itself stays pure: the caller does the I/O).
+   * Returns the bytes and the file's mode, or why it could not be read. Without it a
+   * secretFile is refused.
+   */
+  readSecretFile?: (file: string) => { bytes: Buffer; mode: number } | { error: string };
 }
 
 export { ConfigError, type ConfigProblem } from '../errors';
@@ -373,7 +384,7 @@ export function validateConfig(input: unknown, env: HostEnvironment): { problems
     }
   }
 
-  const cluster = resolveCluster(input, problems, hostAddresses);
+  const cluster = resolveCluster(input, problems, hostAddresses, env.readSecretFile);
   const { listeners, bindings } = readServices(input, problems);
   const topology = readTopology(input, problems, env);
   const vipSettings = readVipSettings(input, problems, env);
@@ -438,20 +449,52 @@ export function resolveConfig(input: unknown, env: HostEnvironment): ResolvedCon
   return config;
 }
 
+/** The secret in `cluster.secretFile`, or null with the problem recorded. */
+function secretFromFile(file: unknown, problems: Problems, read: HostEnvironment['readSecretFile']): Buffer | null {
+  if (typeof file !== 'string' || !file) {
+    problems.add('cluster.secretFile', `expected the path of a file holding the secret, got ${describe(file)}`);
+    return null;
+  }
+  if (!read) {
+    problems.add('cluster.secretFile', 'this validation cannot read files; validate with createCluster, or give secret');
+    return null;
+  }
+  const result = read(file);
+  if ('error' in result) {
+    problems.add('cluster.secretFile', `${file}: ${result.error}`);
+    return null;
+  }
+  if ((result.mode & 0o077) !== 0) {
+    problems.add('cluster.secretFile', `${file} has mode ${(result.mode & 0o777).toString(8)}: others can read the secret; chmod 600 ${file}`);
+    return null;
+  }
+  const secret = Buffer.from(result.bytes.toString('utf8').trim(), 'utf8');
+  if (secret.length < MIN_SECRET_BYTES) {
+    problems.add('cluster.secretFile', `${file} holds ${secret.length} bytes; use at least ${MIN_SECRET_BYTES} random bytes (e.g. \`openssl rand -hex 32 > ${file}\`)`);
+    return null;
+  }
+  return secret;
+}
+
 function resolveCluster(
   input: Record_,
   problems: Problems,
   hostAddresses: Array<{ ip: ParsedIp }>,
+  readSecretFile: HostEnvironment['readSecretFile'],
 ): ResolvedConfig['cluster'] | null {
   const record = input.cluster;
   if (!isRecord(record)) {
     problems.add('cluster', record === undefined ? 'missing; give { id, secret, bind }' : `expected an object, got ${describe(record)}`);
     return null;
   }
-  checkKeys(record, 'cluster', ['id', 'secret', 'bind', 'port', 'peers', 'multicast'], problems);
+  checkKeys(record, 'cluster', ['id', 'secret', 'secretFile', 'bind', 'port', 'peers', 'multicast'], problems);
   const id = nonEmptyString(record.id, 'cluster.id', problems, 'a cluster id');
   let secret: Buffer | null = null;
-  if (typeof record.secret === 'string' || Buffer.isBuffer(record.secret)) {
+  if (record.secretFile !== undefined && record.secret !== undefined) {
+    problems.add('cluster.secretFile', 'give either secret or secretFile, not both');
+  } else if (record.secretFile !== undefined) {
+    secret = secretFromFile(record.secretFile, problems, readSecretFile);
+  } else if (typeof record.secret === 'string' || Buffer.isBuffer(record.secret)) {
     secret = Buffer.isBuffer(record.secret) ? Buffer.from(record.secret) : Buffer.from(record.secret, 'utf8');
     if (secret.length < MIN_SECRET_BYTES) {
       problems.add('cluster.secret', `${secret.length} bytes is too short; use at least ${MIN_SECRET_BYTES} random bytes (e.g. \`openssl rand -hex 32\`)`);

@@ -2,6 +2,7 @@
 // cluster in the one process that should own it, and answer the other
 // processes from the shared state file.
 
+import { readSecretFile } from '../runtime/secret-file';
 import * as os from 'node:os';
 import { PluginConfigError } from '../errors';
 import { createCluster, type RuntimeOptions, type VipCluster } from '../cluster';
@@ -61,7 +62,7 @@ export function resolvePluginOptions(mta: string, value: unknown): { options: Mt
     if (host !== undefined && typeof host !== 'string') throw new PluginConfigError(mta, '"admin.host" must be an address string such as "127.0.0.1"');
     if (token !== undefined && (typeof token !== 'string' || token.length < 16)) throw new PluginConfigError(mta, '"admin.token" must be a string of at least 16 characters');
   }
-  const resolved = resolveConfig(options.cluster, { hostname: options.runtime?.hostname ?? os.hostname(), interfaces: net.interfaces() });
+  const resolved = resolveConfig(options.cluster, { hostname: options.runtime?.hostname ?? os.hostname(), interfaces: net.interfaces(), readSecretFile });
   return { options, resolved };
 }
 

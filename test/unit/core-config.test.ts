@@ -255,3 +255,30 @@ test('a binding with a bad address still claims its name: the duplicate is repor
   assert.ok(paths.includes('bindings[0].address'), paths.join());
   assert.ok(paths.includes('bindings[1].name'), paths.join());
 });
+
+test('cluster.secretFile: the secret from a file readable by its owner only; a file others can read, a missing or short one, or both secret and secretFile are refused', async () => {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { readSecretFile } = await import('../../lib/runtime/secret-file');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mta-vip-secret-'));
+  try {
+    const file = path.join(dir, 'secret');
+    fs.writeFileSync(file, 'a-secret-of-enough-bytes\n', { mode: 0o600 });
+    fs.chmodSync(file, 0o600);
+    const withFile = { hostname: env.hostname, interfaces: env.interfaces, readSecretFile };
+    const { secret: _inline, ...fromFile } = cluster;
+    const config = resolveConfig({ node: 'mx1', cluster: { ...fromFile, secretFile: file } }, withFile);
+    assert.equal(config.cluster.secret.toString(), 'a-secret-of-enough-bytes', 'read, trailing newline dropped');
+    fs.chmodSync(file, 0o644);
+    hasProblem(validateConfig({ node: 'mx1', cluster: { ...fromFile, secretFile: file } }, withFile).problems, 'cluster.secretFile', /has mode 644: others can read the secret; chmod 600/);
+    hasProblem(validateConfig({ node: 'mx1', cluster: { ...fromFile, secretFile: path.join(dir, 'none') } }, withFile).problems, 'cluster.secretFile', /ENOENT/);
+    fs.writeFileSync(path.join(dir, 'short'), 'short', { mode: 0o600 });
+    hasProblem(validateConfig({ node: 'mx1', cluster: { ...fromFile, secretFile: path.join(dir, 'short') } }, withFile).problems, 'cluster.secretFile', /holds 5 bytes; use at least 16/);
+    hasProblem(validateConfig({ node: 'mx1', cluster: { ...cluster, secretFile: file } }, withFile).problems, 'cluster.secretFile', /either secret or secretFile, not both/);
+    // The pure validation without a reader says how to validate it.
+    hasProblem(problemsOf({ node: 'mx1', cluster: { ...fromFile, secretFile: file } }), 'cluster.secretFile', /cannot read files/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
