@@ -4,7 +4,7 @@
  * Install: a file `plugins/mta_vip.js` in the Haraka directory containing
  *   Object.assign(exports, require('mta-vip/dist/lib/plugins/haraka'));
  * listed in `config/plugins`, with its options in `config/mta_vip.json`
- * (see docs/plugins.md). Haraka copies these functions onto its plugin object,
+ * (see the README, "ZoneMTA and Haraka plugins"). Haraka copies these functions onto its plugin object,
  * so `this` is the plugin (its config, logger and register_hook).
  *
  * - The cluster runs in `init_master`: the master process under `nodes=N`, or
