@@ -48,7 +48,7 @@ export { PluginConfigError } from '../errors';
 
 /** Checks the shape of the options and resolves the cluster config (throws PluginConfigError / ConfigError). */
 export function resolvePluginOptions(mta: string, value: unknown): { options: MtaVipPluginOptions; resolved: ResolvedConfig } {
-  if (!value || typeof value !== 'object') throw new PluginConfigError(mta, `options are missing; see the README's "${mta === 'zonemta' ? 'ZoneMTA' : 'Haraka'}" section (ZoneMTA and Haraka plugins) for a complete, tested example`);
+  if (!value || typeof value !== 'object') throw new PluginConfigError(mta, `options are missing; see the README's "ZoneMTA and Haraka plugins" section (${mta}) for a complete, tested example`);
   const options = value as MtaVipPluginOptions;
   if (!options.cluster || typeof options.cluster !== 'object') {
     throw new PluginConfigError(mta, '"cluster" is missing: put this node\'s mta-vip config (node, cluster: { id, secret, bind, peers }, listeners, bindings, vips) under it');
