@@ -501,7 +501,7 @@ function resolveCluster(
       secret = null;
     }
   } else {
-    problems.add('cluster.secret', `expected a string or Buffer of at least ${MIN_SECRET_BYTES} bytes, got ${describe(record.secret)}`);
+    problems.add('cluster.secret', `expected a string or Buffer of at least ${MIN_SECRET_BYTES} bytes (or cluster.secretFile, a file holding it), got ${describe(record.secret)}`);
   }
   const bindIp = ipValue(record.bind, 'cluster.bind', problems);
   if (bindIp && !hostAddresses.some((a) => a.ip.text === bindIp.text)) {
