@@ -66,17 +66,32 @@ export interface ChaosReport {
 
 const STOPPING: ReadonlySet<FaultKind> = new Set(['kill', 'term', 'stop', 'link', 'broken']);
 
+/**
+ * The faults active at `at` (applied, and healed less than `slack` ago), for times asked in
+ * increasing order: a window slid over the faults sorted by start, so a long campaign's walk
+ * costs the faults open at each step rather than all of them.
+ */
+function activeAt(faults: readonly AppliedFault[], slack: number): (at: number) => AppliedFault[] {
+  const sorted = [...faults].sort((a, b) => a.fromMs - b.fromMs);
+  let next = 0;
+  let open: AppliedFault[] = [];
+  return (at) => {
+    while (next < sorted.length && (sorted[next] as AppliedFault).fromMs <= at) open.push(sorted[next++] as AppliedFault);
+    open = open.filter((f) => at < f.toMs + slack);
+    return open;
+  };
+}
+
 export function analyseChaos(t: ChaosTimeline): ChaosReport {
   const step = t.stepMs ?? 5;
   const grace = 2 * t.deadAfterMs;
   const bounds = { dualMs: t.heartbeatMs + t.announceMs, orphanMs: t.deadAfterMs + t.acquisitionMs };
-  const active = (at: number, slack = 0): AppliedFault[] => t.faults.filter((f) => at >= f.fromMs && at < f.toMs + slack);
-  /** The two can hear each other at L2: no cut between them and both links up. */
-  const separated = (a: string, b: string, at: number): boolean =>
-    active(at).some((f) => (f.kind === 'partition' && (f.side ?? []).includes(a) !== (f.side ?? []).includes(b)) || (f.kind === 'link' && (f.node === a || f.node === b)));
-  /** Running, not stopped, link up, for at least a grace (a restarted or resumed node first listens). */
-  const eligible = (node: string, at: number): boolean => !active(at, grace).some((f) => f.node === node && STOPPING.has(f.kind));
-  const brokenExcused = (binding: string | undefined, at: number): boolean => binding !== undefined && active(at, grace).some((f) => f.kind === 'broken' && f.binding === binding);
+  /** The two cannot hear each other at L2 under `current` faults: a cut between them, or a link down. */
+  const separated = (a: string, b: string, current: AppliedFault[]): boolean =>
+    current.some((f) => (f.kind === 'partition' && (f.side ?? []).includes(a) !== (f.side ?? []).includes(b)) || (f.kind === 'link' && (f.node === a || f.node === b)));
+  /** Running, not stopped, link up, for at least a grace (a restarted or resumed node first listens); `recent`: faults active or healed less than a grace ago. */
+  const eligible = (node: string, recent: AppliedFault[]): boolean => !recent.some((f) => f.node === node && STOPPING.has(f.kind));
+  const brokenExcused = (binding: string | undefined, recent: AppliedFault[]): boolean => binding !== undefined && recent.some((f) => f.kind === 'broken' && f.binding === binding);
 
   const report: ChaosReport = {
     dualConnected: { count: 0, longestMs: 0, totalMs: 0, overBound: [] },
@@ -130,13 +145,17 @@ export function analyseChaos(t: ChaosTimeline): ChaosReport {
       }
       orphan = null;
     };
+    const currentAt = activeAt(t.faults, 0);
+    const recentAt = activeAt(t.faults, grace);
     for (let at = t.fromMs; at < t.toMs; at += step) {
       apply(at);
       const list = [...holders];
-      const faults = active(at, grace).map((f) => f.index);
+      const current = currentAt(at);
+      const recent = recentAt(at);
+      const faults = recent.map((f) => f.index);
       if (list.length >= 2) {
         closeOrphan(at);
-        const apart = list.some((a) => list.some((b) => a < b && separated(a, b, at)));
+        const apart = list.some((a) => list.some((b) => a < b && separated(a, b, current)));
         if (!dual) dual = { from: at, hosts: new Set(list), connected: !apart, mergedAt: null, faults };
         for (const h of list) dual.hosts.add(h);
         if (!dual.connected && !apart && dual.mergedAt === null) dual.mergedAt = at;
@@ -146,7 +165,7 @@ export function analyseChaos(t: ChaosTimeline): ChaosReport {
       }
       if (list.length === 0) {
         if (!orphan) orphan = { from: at, blamedFrom: null, faults };
-        const blamed = !brokenExcused(vip.binding, at) && vip.declarers.some((n) => eligible(n, at));
+        const blamed = !brokenExcused(vip.binding, recent) && vip.declarers.some((n) => eligible(n, recent));
         if (blamed && orphan.blamedFrom === null) {
           orphan.blamedFrom = at;
           orphan.faults = faults;
