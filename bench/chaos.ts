@@ -24,7 +24,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Lab, run, vip4, vip6, waitFor } from '../test/netns/harness';
+import { Lab, vip4, vip6, waitFor } from '../test/netns/harness';
 import { AddressMonitor } from '../test/netns/lib/address-monitor';
 import { flowMessages, runFlow, type FlowCounts } from '../test/netns/lib/mail-flow';
 import { MtaProcesses } from '../test/netns/lib/mta-servers';
@@ -99,13 +99,9 @@ function listenAddress(ip: string): string {
 /** The example's config for `node`; with `broken`, that binding's IP under another name (BROKEN cluster-wide). */
 function configFor(lab: Lab, topology: Topology, node: string, broken?: string): unknown {
   const listeners = topology.listeners.filter((l) => l.declarers.includes(node)).map((l) => listenAddress(l.ip));
-  const bindings = topology.bindings.filter((b) => b.declarers.includes(node)).map((b) => ({ name: b.name, address: b.ip }));
-  if (broken) {
-    const ip = (topology.bindings.find((b) => b.name === broken) as { ip: string }).ip;
-    const kept = bindings.filter((b) => b.name !== broken);
-    bindings.length = 0;
-    bindings.push(...kept, { name: `${broken}x`, address: ip });
-  }
+  const declared = topology.bindings.filter((b) => b.declarers.includes(node) && b.name !== broken).map((b) => ({ name: b.name, address: b.ip }));
+  const renamed = topology.bindings.filter((b) => b.name === broken).map((b) => ({ name: `${b.name}x`, address: b.ip }));
+  const bindings = [...declared, ...renamed];
   const vips = Object.fromEntries(topology.bindings.filter((b) => b.preferred && b.declarers.includes(node)).map((b) => [b.ip, { preferred: b.preferred }]));
   return {
     cluster: {
@@ -168,7 +164,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
     /** The pids of everything running in the node's namespace (the MTA and its guardian). */
     const pidsOf = async (node: string): Promise<number[]> => {
       const spare = new Set(monitor?.pids() ?? []);
-      return (await run(['ip', 'netns', 'pids', lab.host(node).ns], { allowFailure: true })).stdout.split(/\s+/).filter(Boolean).map(Number).filter((pid) => !spare.has(pid));
+      return (await lab.pids(node)).filter((pid) => !spare.has(pid));
     };
     const signalAll = async (node: string, signal: NodeJS.Signals): Promise<void> => {
       for (const pid of await pidsOf(node)) {
@@ -248,16 +244,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
       byKind[fault.kind] = (byKind[fault.kind] ?? 0) + 1;
     };
 
-    const { outgoing, bindingOf } = flowMessages(
-      Math.max(2000, options.faults * 40),
-      Object.fromEntries(topology.bindings.map((b) => [b.name, b.ip])) as Record<string, string>,
-      topology.listeners[0]?.ip as string,
-      PORT,
-      `chaos${options.seed}`,
-    );
+    const bindingIps = Object.fromEntries(topology.bindings.map((b) => [b.name, b.ip])) as Record<string, string>;
+    const { outgoing, bindingOf } = flowMessages(Math.max(2000, options.faults * 40), bindingIps, topology.listeners[0]?.ip as string, PORT, `chaos${options.seed}`);
     // Round robin over both listener VIPs (IPv4 first, the retry on IPv6), like MX fallbacks.
     for (const m of outgoing) m.server = topology.listeners.map((l) => l.ip);
-    const bindingIps = Object.fromEntries(topology.bindings.map((b) => [b.name, b.ip])) as Record<string, string>;
     const counts = await runFlow(
       lab,
       sink,

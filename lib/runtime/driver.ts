@@ -217,8 +217,7 @@ export class EngineDriver {
   private async release(op: number, ip: string, ifname: string, cidr: string): Promise<OperationResult> {
     const errors: Array<{ operation: string; error: Error }> = [];
     const services = this.servicesOf(ip);
-    const results = await Promise.allSettled(services.map((s) => s.stop()));
-    for (const r of results) if (r.status === 'rejected') errors.push({ operation: 'stop service', error: r.reason as Error });
+    await this.stopServices(ip, errors);
     const vip = this.engine.config.vips.find((v) => v.ip === ip);
     const deadlineMs = Math.max(0, ...services.map((s) => s.drainMs ?? 0), vip?.binding ? this.options.sessionDrainMs : 0);
     const result = { op, kind: 'release' as const, ip, ok: true as const, drained: 0, reset: 0, lateReset: 0, timedOut: false, errors };
@@ -235,8 +234,9 @@ export class EngineDriver {
   }
 
   /**
-   * A lost clash: the sessions on the address are reset while their RST can still leave from it,
-   * the address goes at once, then the services stop (nothing is left for them to drain).
+   * An urgent release (a lost clash, another holder, our link down, a stale claim): the sessions
+   * on the address are reset while their RST can still leave from it, the address goes at once,
+   * then the services stop (nothing is left for them to drain).
    */
   private async releaseAtOnce(op: number, ip: string, ifname: string, cidr: string): Promise<OperationResult> {
     const errors: Array<{ operation: string; error: Error }> = [];
@@ -247,9 +247,14 @@ export class EngineDriver {
       errors.push({ operation: 'drain sessions', error: error as Error });
     }
     await this.net.removeAddress(ifname, cidr);
-    const stopped = await Promise.allSettled(this.servicesOf(ip).map((s) => s.stop()));
-    for (const r of stopped) if (r.status === 'rejected') errors.push({ operation: 'stop service', error: r.reason as Error });
+    await this.stopServices(ip, errors);
     return result;
+  }
+
+  /** Stops the VIP's services; a service that fails to stop is recorded in `errors`, the others still stop. */
+  private async stopServices(ip: string, errors: Array<{ operation: string; error: Error }>): Promise<void> {
+    const results = await Promise.allSettled(this.servicesOf(ip).map((s) => s.stop()));
+    for (const r of results) if (r.status === 'rejected') errors.push({ operation: 'stop service', error: r.reason as Error });
   }
 
   /**

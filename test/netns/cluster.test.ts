@@ -9,7 +9,6 @@ import * as fs from 'node:fs';
 import { fixturePath, Lab, labSkipReason, LabProcess, vip4, vip6, waitFor } from './harness';
 import { AddressMonitor } from './lib/address-monitor';
 import { slowSessionsThroughRelease } from './lib/mail-flow';
-import { run } from './lib/run';
 
 const SECRET = 'correct horse battery staple';
 const NODES = ['n1', 'n2', 'n3'] as const;
@@ -409,8 +408,7 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
     const { slow, fresh } = await slowSessionsThroughRelease(lab, ip, 2525, async () => {
       // What systemd's KillMode=control-group and a terminal's Ctrl-C do: every process of the
       // node, its guardian included, gets the signal at once.
-      const { stdout } = await run(['ip', 'netns', 'pids', lab.host('n1').ns]);
-      const pids = stdout.split(/\s+/).filter(Boolean).map(Number);
+      const pids = await lab.pids('n1');
       assert.ok(pids.length >= 2, `the node and its guardian run in n1 (${pids.join(' ')})`);
       const signalled = Date.now();
       for (const pid of pids) process.kill(pid, 'SIGTERM');

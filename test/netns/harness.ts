@@ -243,6 +243,12 @@ export class Lab {
     return labProcess;
   }
 
+  /** The pids of every process running in the host's namespace (`ip netns pids`). */
+  async pids(host: string): Promise<number[]> {
+    const { stdout } = await run(['ip', 'netns', 'pids', this.host(host).ns], { allowFailure: true });
+    return stdout.split(/\s+/).filter(Boolean).map(Number);
+  }
+
   /** Addresses on the host's eth0 (`ip -j addr show dev eth0`), link-local ones included. */
   async addresses(host: string): Promise<LabAddress[]> {
     const { stdout } = await run(['ip', '-n', this.host(host).ns, '-j', 'addr', 'show', 'dev', 'eth0']);

@@ -108,8 +108,7 @@ export class MtaProcesses {
   /** Kills every process still running in the host's namespace (all started by this test), then our own children. */
   async sweep(hosts: string[]): Promise<void> {
     for (const host of hosts) {
-      const { stdout } = await run(['ip', 'netns', 'pids', this.lab.host(host).ns], { allowFailure: true });
-      for (const pid of stdout.split(/\s+/).filter(Boolean).map(Number)) {
+      for (const pid of await this.lab.pids(host)) {
         try {
           process.kill(pid, 'SIGKILL');
         } catch {
