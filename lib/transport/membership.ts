@@ -472,7 +472,16 @@ export class Membership extends EventEmitter<MembershipEvents> {
       this.counter.add('stalls');
       this.emit('stall', { lagMs: Math.round(lagMs) });
     }
-    this.sendHeartbeat();
+    if (this.announceTimer) {
+      // Changes are waiting for their push: send them now, before the heartbeat that announces
+      // them. A heartbeat announcing documents not yet pushed makes every peer ask for the whole
+      // document (one unicast window each) just before the push sends it to them anyway.
+      this.announceTimer.cancel();
+      this.announceTimer = null;
+      this.announce();
+    } else {
+      this.sendHeartbeat();
+    }
     // setImmediate runs after the poll phase, so heartbeats that queued up while this timer was
     // late are read before anyone is judged.
     this.clock.soon(() => this.detect());
