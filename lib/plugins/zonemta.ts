@@ -48,6 +48,8 @@ export interface ZoneMtaPluginOptions extends MtaVipPluginOptions {
   zones?: Record<string, string>;
   /** How long a sender waits for a binding without a holder (mid-failover) before deferring; default 15,000 ms (a deferral would wait for ZoneMTA's 5-minute retry). */
   holderWaitMs?: number;
+  /** When a delivery whose binding moved away between fetch and connect is tried again; default 2,000 ms. */
+  moveRetryMs?: number;
 }
 
 /** The parts of ZoneMTA's plugin instance (wild-plugins) this plugin uses. */
@@ -78,6 +80,12 @@ interface ZoneMtaMailDrop {
 interface Delivery {
   id: string;
   seq: string;
+  /** ZoneMTA's: how often this delivery was deferred (picks its next wait from deferTimes). */
+  _deferred?: { count?: number };
+  /** ZoneMTA's: the waits after each deferral, for this delivery only (else the queue's schedule). */
+  deferTimes?: number[];
+  /** ZoneMTA's: fields a deferral writes into the queue entry ($set, or $inc / $mul). */
+  updates?: Record<string, unknown> & { $inc?: Record<string, number> };
   sendingZone: string;
   mtaVipBinding?: string;
   mtaVipVia?: 'local' | 'relay';
@@ -156,12 +164,18 @@ export function bindingOf(options: ZoneMtaPluginOptions, view: BindingView, deli
 
 function initSender(app: ZoneMtaApp, options: ZoneMtaPluginOptions, view: BindingView, gateway: RelayGateway): void {
   const holderWaitMs = options.holderWaitMs ?? 15_000;
+  const moveRetryMs = options.moveRetryMs ?? 2_000;
 
   app.addHook('sender:fetch', async (delivery: Delivery) => {
     const name = bindingOf(options, view, delivery);
     if (!name) return;
     const info = await waitForHolder(view, name, holderWaitMs);
-    if (!info) throw temporaryError(`binding ${name} is unknown or has no holder now; deferring`);
+    if (!info) {
+      // A real outage of the binding: ZoneMTA's schedule applies, but whichever node holds the
+      // binding when the delivery is due may take it (see unassign).
+      unassign(delivery);
+      throw temporaryError(`binding ${name} is unknown or has no holder now; deferring`);
+    }
     if (info.local && info.state === 'owned') {
       const address = { address: info.address, name: hostnameOf(options, name) };
       delivery.mtaVipVia = 'local';
@@ -197,10 +211,33 @@ function initSender(app: ZoneMtaApp, options: ZoneMtaPluginOptions, view: Bindin
     }
     const info = view.binding(name);
     if (!info || !info.local || info.state !== 'owned') {
-      throw temporaryError(`binding ${name} left this node before connecting (holder ${info?.holder ?? 'nobody'}); deferring`);
+      deferForMove(delivery, moveRetryMs);
+      throw temporaryError(`binding ${name} left this node before connecting (holder ${info?.holder ?? 'nobody'}); trying again in ${moveRetryMs} ms from its holder`);
     }
     connectOptions.localAddress = info.address;
   });
+}
+
+/**
+ * A delivery fetched while its binding was here, whose binding left before the connection: not a
+ * failure of the delivery but of its timing. ZoneMTA would wait 5 minutes (the first step of its
+ * schedule) and keep the delivery assigned to this node, which may be shutting down for good: a
+ * node SIGTERMed with deliveries in flight left them for its return. So it is due again after
+ * `retryMs`, the deferral does not count against the delivery's schedule (ZoneMTA merges the
+ * update's $inc over its own), and any node may fetch it: the binding's holder sends it, another
+ * node relays it there.
+ */
+function deferForMove(delivery: Delivery, retryMs: number): void {
+  const count = delivery._deferred?.count ?? 0;
+  // ZoneMTA takes the wait at index `count` of the delivery's own deferTimes.
+  delivery.deferTimes = Array.from({ length: count + 1 }, () => retryMs);
+  unassign(delivery);
+  delivery.updates = { ...delivery.updates, $inc: { ...delivery.updates?.$inc, '_deferred.count': 0 } };
+}
+
+/** The deferral leaves the delivery to whichever node fetches it first (nodes sharing one queue), not only this one. */
+function unassign(delivery: Delivery): void {
+  delivery.updates = { ...delivery.updates, assigned: 'no' };
 }
 
 /** Assigns the deliveries of queue entry `id` to this ZoneMTA instance and makes them due now. */

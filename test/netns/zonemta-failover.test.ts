@@ -12,8 +12,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Lab, labSkipReason, type LabProcess, vip4 } from './harness';
-import { failoverScenarios, type TwoNodeCluster } from './lib/mail-flow';
-import { congoDbModule, MtaProcesses, mtaSkipReason, outputMatches, spawnZoneMta, waitHolders, ZONEMTA_PLUGIN } from './lib/mta-servers';
+import { failoverScenarios, moveVia, type TwoNodeCluster } from './lib/mail-flow';
+import { congoDbModule, MtaProcesses, mtaSkipReason, outputMatches, receivedBySubject, spawnZoneMta, swaks, waitHolders, ZONEMTA_PLUGIN } from './lib/mta-servers';
 
 const NODES = ['mz1', 'mz2'] as const;
 const LISTENER = vip4(50);
@@ -21,6 +21,28 @@ const BINDINGS = { acme: vip4(51), beta: vip4(52) } as const;
 const HOME: Record<string, string> = { [LISTENER]: 'mz1', [BINDINGS.acme]: 'mz1', [BINDINGS.beta]: 'mz2' };
 const SECRET = 'zonemta failover test secret';
 const ADMIN_PORT = 7991;
+
+/**
+ * A ZoneMTA plugin of the test's, run before mta-vip's hooks: holds a delivery that is about to
+ * leave from its binding here (subject 'hold ...') between ZoneMTA's fetch and its connection,
+ * until the file 'release-hold' appears, so the binding can move away in that window.
+ */
+const HOLD_PLUGIN = `'use strict';
+const fs = require('fs');
+const path = require('path');
+module.exports.title = 'hold-before-connect';
+module.exports.init = (app, done) => {
+  app.addHook('sender:connect', async (delivery) => {
+    const subject = String(delivery.headers.getFirst('Subject') || '');
+    if (!subject.startsWith('hold ') || delivery.mtaVipVia !== 'local') return;
+    app.logger.info('hold', 'holding %s (%s) before its connection', delivery.id, subject);
+    const file = path.join(__dirname, 'release-hold');
+    for (let i = 0; i < 1200 && !fs.existsSync(file); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    app.logger.info('hold', 'released %s', delivery.id);
+  });
+  done();
+};
+`;
 
 describe('ZoneMTA under failover, two nodes sharing MongoDB and Redis', { skip: labSkipReason() ?? mtaSkipReason('zonemta') }, () => {
   let lab: Lab;
@@ -46,7 +68,9 @@ describe('ZoneMTA under failover, two nodes sharing MongoDB and Redis', { skip: 
       mtaSts: { enabled: false },
       pluginsPath: dir,
       plugins: {
+        'hold-before-connect': { enabled: ['sender'], ordering: 1 },
         [ZONEMTA_PLUGIN]: {
+          ordering: 2,
           enabled: ['main', 'receiver', 'sender'],
           stateFile: path.join(dir, `state-${node}.json`),
           zones: { default: 'acme', beta: 'beta' },
@@ -82,6 +106,7 @@ describe('ZoneMTA under failover, two nodes sharing MongoDB and Redis', { skip: 
     const congo = await congoDbModule();
     lab = await Lab.create({ hosts: [...NODES, 'db', 'client', 'sink'] });
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mta-vip-zonemta-failover-'));
+    fs.writeFileSync(path.join(dir, 'hold-before-connect.js'), HOLD_PLUGIN);
     processes = new MtaProcesses(lab);
     sink = await processes.sink('sink');
     await processes.redis('db', 6379, lab.host('db').ipv4);
@@ -117,4 +142,28 @@ describe('ZoneMTA under failover, two nodes sharing MongoDB and Redis', { skip: 
   });
 
   failoverScenarios(cluster, BINDINGS, 'beta', 'zonemta');
+
+  test('a delivery whose binding moves away between fetch and connection is sent from the binding\'s IP by its new holder within seconds, not after ZoneMTA\'s 5-minute deferral', async () => {
+    await waitHolders(lab, NODES, HOME, 30_000);
+    const mz2 = mta.get('mz2') as LabProcess;
+    // mz1 takes it on the listener and relays it to mz2, which holds beta; mz2's sender holds it.
+    const sent = await swaks(lab, 'client', LISTENER, 2525, 'user@beta.test', 'rcpt@beta.test', 'hold moved binding');
+    assert.equal(sent.code, 0, sent.output);
+    await outputMatches(mz2, /holding \S+ \(hold moved binding\) before its connection/, 30_000, 'mz2 holds the delivery before its connection');
+    await moveVia(lab, 'mz2', ADMIN_PORT, BINDINGS.beta, 'mz1');
+    await waitHolders(lab, NODES, { ...HOME, [BINDINGS.beta]: 'mz1' }, 15_000);
+    const started = Date.now();
+    fs.writeFileSync(path.join(dir, 'release-hold'), '');
+    try {
+      const message = await receivedBySubject(sink, mta, 'hold moved binding', 20_000);
+      assert.equal(message.remoteAddress, BINDINGS.beta, 'from the binding\'s IP, on its new holder');
+      assert.match(mz2.stdout + mz2.stderr, /binding beta left this node before connecting \(holder mz1\); trying again in 2000 ms/);
+      process.stdout.write(`# delivered ${Date.now() - started} ms after the binding had moved\n`);
+    } finally {
+      fs.rmSync(path.join(dir, 'release-hold'), { force: true });
+      await moveVia(lab, 'mz2', ADMIN_PORT, BINDINGS.beta, null);
+      await moveVia(lab, 'mz1', ADMIN_PORT, BINDINGS.beta, null);
+      await waitHolders(lab, NODES, HOME, 30_000);
+    }
+  });
 });
