@@ -13,11 +13,12 @@
  * gets a RST, sent while the address is still here, instead of waiting in
  * silence for its timeout; a worker's delivery from a binding fails at once
  * instead of hanging. Once more after the removal, for a connection accepted
- * in between.
+ * in between. Addresses the guard had already removed (the node went silent,
+ * then died) come back for the moment of their resets (resetWhereGuardRemoved).
  */
 import { performance } from 'node:perf_hooks';
 import * as readline from 'node:readline';
-import { destroyTcpSockets, removeAddress } from '../net';
+import { addAddress, destroyTcpSockets, interfaces, removeAddress, tcpSockets } from '../net';
 import { resetSessions } from './session-drain';
 import type { Alias } from './alias-reaper';
 
@@ -42,7 +43,11 @@ async function reap(why: string): Promise<void> {
  */
 async function removeAll(why: string, reset = true): Promise<void> {
   const addresses = held.map((alias) => alias.cidr.replace(/\/\d+$/, ''));
-  if (reset) await resetSockets(why, addresses);
+  if (reset) {
+    // First where the guard removed the address: a reset without it is destroyed, never sent.
+    await resetWhereGuardRemoved(why);
+    await resetSockets(why, addresses);
+  }
   for (const alias of held) {
     try {
       await removeAddress(alias.ifname, alias.cidr);
@@ -52,6 +57,43 @@ async function removeAll(why: string, reset = true): Promise<void> {
     }
   }
   if (reset) await resetSockets(why, addresses);
+}
+
+/**
+ * A node that went silent (the guard removed its addresses and kept their sessions) and then died
+ * leaves those sessions with no way to be told: a reset needs its source address, and a client
+ * waiting for a reply (the 250 after DATA: minutes, RFC 5321 section 4.5.3.2) sends nothing the
+ * new holder could answer with one. So each removed address with sessions on it comes back for
+ * the few milliseconds of the resets, and goes again. Nothing announces it meanwhile (no
+ * gratuitous ARP; IPv6 without duplicate address detection), and clients that followed the new
+ * holder's announcement keep sending there.
+ */
+async function resetWhereGuardRemoved(why: string): Promise<void> {
+  let present: Set<string>;
+  try {
+    present = new Set(interfaces().flatMap((i) => i.addresses.map((a) => `${i.name}|${a.address}`)));
+  } catch (error) {
+    process.stderr.write(`mta-vip alias reaper: ${why}: could not list addresses: ${(error as Error).message}\n`);
+    return;
+  }
+  for (const alias of held) {
+    const address = alias.cidr.replace(/\/\d+$/, '');
+    if (present.has(`${alias.ifname}|${address}`)) continue;
+    try {
+      const sessions = (await tcpSockets([address])).filter((s) => s.state !== 'LISTEN');
+      if (sessions.length === 0) continue;
+      const started = performance.now();
+      await addAddress(alias.ifname, alias.cidr);
+      try {
+        await resetSockets(why, [address]);
+      } finally {
+        await removeAddress(alias.ifname, alias.cidr);
+      }
+      process.stderr.write(`mta-vip alias reaper: ${why}: ${alias.cidr} back on ${alias.ifname} for ${Math.round(performance.now() - started)} ms to reset ${sessions.length} sessions left since the guard removed it\n`);
+    } catch (error) {
+      process.stderr.write(`mta-vip alias reaper: ${why}: could not reset the sessions on ${address}: ${(error as Error).message}\n`);
+    }
+  }
 }
 
 /**

@@ -564,6 +564,37 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
     }
   });
 
+  test('a node stalled until its guardian removed its VIPs and then SIGKILLed resets the sessions it leaves: a client waiting for a reply is told at once', async () => {
+    cluster = new Cluster(lab);
+    await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, DEFAULT_VIPS))));
+    const ip = vip4(1);
+    await cluster.until(async () => (await holdersOf(lab, ip)).join() === 'n1' || null, 15_000, 'n1 holding its preferred VIP');
+    const client = lab.spawnNode('client', fixturePath('idle-sessions'), [JSON.stringify({ ip, port: 2525, count: 4 })]);
+    try {
+      await client.nextMessage((m) => m.type === 'connected', 10_000);
+      const n1 = cluster.proc('n1');
+      n1.kill('SIGSTOP');
+      // The guardian keeps the sessions when it removes the VIP of a node that only went silent.
+      await cluster.until(async () => (await holdersOf(lab, ip, ['n1'])).length === 0 || null, 10_000, "n1's guardian removing the VIP of the stopped node");
+      const killedAt = Date.now();
+      n1.kill('SIGKILL');
+      await n1.exited;
+      cluster.procs.delete('n1');
+      const ended = await waitFor(() => {
+        const list = client.messages.filter((m: any) => m.type === 'ended') as Array<{ error: string; at: number }>;
+        return list.length === 4 ? list : null;
+      }, { timeoutMs: 10_000, what: 'every waiting client told of the dead node' }).catch((error: Error) => {
+        throw new Error(`${error.message}; the client heard ${JSON.stringify(client.messages)}; n1 said:\n${n1.stderr.slice(-1500)}`);
+      });
+      for (const e of ended) assert.ok(e.at - killedAt < 5000, `told ${e.at - killedAt} ms after the kill (${e.error})`);
+      assert.ok(ended.every((e) => e.error === 'ECONNRESET'), `reset, not closed or left waiting: ${JSON.stringify(ended)}`);
+      assert.deepEqual(await holdersOf(lab, ip, ['n1']), [], 'the VIP is gone from the dead node again');
+      assert.match(n1.stderr, new RegExp(`${ip.replace(/\./g, '\\.')}/32 back on eth0 for \\d+ ms to reset 4 sessions`));
+    } finally {
+      await client.stop().catch(() => undefined);
+    }
+  });
+
   test('a node that hears nothing (its inbound cluster traffic dropped) takes no VIP the others hold: the wire answers its probes', async () => {
     cluster = new Cluster(lab);
     await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, DEFAULT_VIPS))));

@@ -166,14 +166,17 @@ export async function runFlow<B extends string>(
     const report = [
       `counts ${JSON.stringify(counts)}`,
       ...(wrong.length ? [`wrong IP:\n${wrong.slice(0, 20).join('\n')}`] : []),
-      `failed attempts (${failed.length}):\n${failed.slice(0, 40).map((a) => `${a.id}#${a.attempt} ${a.kind} ${a.response}`).join('\n')}`,
+      `kill windows: ${killWindows.map(([from, to]) => `${new Date(from).toISOString()}..${new Date(to).toISOString()}`).join(' ')}`,
+      `failed attempts (${failed.length}):\n${failed.slice(0, 40).map((a) => `${a.id}#${a.attempt} ${a.kind} ${a.response} (ended ${new Date(a.at).toISOString()})`).join('\n')}`,
       `undelivered: ${[...acceptedIds].filter((id) => !byId.has(id)).join(' ')}`,
       `late: ${[...acceptedAt].filter(([id, at]) => byId.has(id) && (byId.get(id)?.[0]?.at ?? 0) - at > 60_000).map(([id, at]) => `${id} +${Math.round(((byId.get(id)?.[0]?.at ?? 0) - at) / 1000)}s`).join(' ')}`,
       `duplicates: ${[...byId].filter(([, l]) => l.length > 1).map(([id]) => id).slice(0, 20).join(' ')}`,
+      // What each node's guardian did, for a session left silent or cut (CI shows only the report).
+      ...[...mtas].map(([node, p]) => `guardian of ${node}:\n${(p.stdout + p.stderr).split('\n').filter((line) => /alias reaper/.test(line)).slice(-12).join('\n')}`),
     ].join('\n');
     process.stdout.write(`# mail flow ${JSON.stringify(counts)}\n`);
     const undelivered = [...acceptedIds].filter((id) => !byId.has(id));
-    if (undelivered.length || counts.duplicated || counts.stranded) {
+    if (undelivered.length || counts.duplicated || counts.stranded || counts.silent || counts.cut) {
       // For the post-mortem: every MTA's output, next to the report.
       for (const [node, p] of mtas) fs.writeFileSync(path.join(os.tmpdir(), `mta-vip-flow-${node}.log`), p.stdout + p.stderr);
     }
