@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 
-const ALL = ['elect', 'announce', 'fuzz', 'idle', 'smtp-overhead', 'planned-move', 'failover'];
+const ALL = ['elect', 'announce', 'fuzz', 'idle', 'smtp-overhead', 'planned-move', 'failover', 'mass-failover'];
 
 function main(): void {
   const requested = process.argv.slice(2);

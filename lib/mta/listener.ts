@@ -2,12 +2,14 @@
 //
 // smtp-server cannot be reused after close(): re-listened, it answers 421 to every
 // command. So every start() builds a fresh SMTPServer from the options (or the
-// factory) and stop() throws it away.
+// factory) and stop() throws it away. Built from options, servers share their TLS
+// contexts (shared-tls-server.ts): building those is most of a server's cost.
 
 import EventEmitter from 'eventemitter3';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { formatHostPort } from '../core/ip';
 import type { VipService } from './types';
+import { buildSmtpServer } from './shared-tls-server';
 import { ErrorCodes } from '../errors';
 
 /** Builds a fresh, not yet listening SMTPServer. Called once per start(). */
@@ -72,7 +74,7 @@ export class SmtpListener extends EventEmitter<SmtpListenerEvents> implements Vi
     super();
     this.ip = ip;
     this.requestedPort = port;
-    this.makeServer = typeof server === 'function' ? server : () => new SMTPServer({ ...server });
+    this.makeServer = typeof server === 'function' ? server : () => buildSmtpServer(server);
     const optionsTimeout = typeof server === 'function' ? undefined : server.closeTimeout;
     this.drainMs = options.drainMs ?? optionsTimeout ?? 30000;
     this.closeIdleSessions = options.closeIdleSessions ?? true;

@@ -195,3 +195,32 @@ test('EACCES names CAP_NET_BIND_SERVICE and the ways to grant it', () => {
   assert.match(err.message, /setcap|AmbientCapabilities/);
   assert.equal(err.cause, errno);
 });
+
+test('servers built from the same TLS options share their contexts, STARTTLS works on each, other certificates get their own', async () => {
+  const { buildSmtpServer } = await import('../../lib/mta/shared-tls-server');
+  const contexts = (s: unknown): Map<string, unknown> => (s as { secureContext: Map<string, unknown> }).secureContext;
+  const first = buildSmtpServer({ logger: false, banner: 'first' });
+  const second = buildSmtpServer({ logger: false, banner: 'second' });
+  assert.equal(contexts(second), contexts(first), 'one set of contexts for equal TLS options');
+  // A listener's servers (one per start) come from the same builder.
+  const received: Received[] = [];
+  const options = { ...recordingOptions(received), disabledCommands: [] };
+  const listeners = [new SmtpListener(IP, 0, options), new SmtpListener(IP, 0, { ...options })];
+  for (const l of listeners) await l.start();
+  try {
+    for (const [i, l] of listeners.entries()) {
+      // STARTTLS with the shared context: nodemailer upgrades when offered (the built-in certificate is self-signed).
+      const transport = nodemailer.createTransport({ host: IP, port: l.port, requireTLS: true, tls: { rejectUnauthorized: false }, connectionTimeout: 5000, greetingTimeout: 5000, socketTimeout: 5000 });
+      const info = await transport.sendMail(mail(`tls ${i}`));
+      assert.match(info.response, /^250 /);
+    }
+    assert.equal(received.length, 2);
+  } finally {
+    for (const l of listeners) await l.stop();
+  }
+  // Different TLS options (here: a cipher list) are another context; an implicit-TLS server builds its own.
+  const other = buildSmtpServer({ logger: false, ciphers: 'ECDHE-RSA-AES128-GCM-SHA256' });
+  assert.notEqual(contexts(other), contexts(first));
+  const secure = buildSmtpServer({ logger: false, secure: true });
+  assert.notEqual(contexts(secure), contexts(first));
+});
