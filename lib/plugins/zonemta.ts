@@ -170,12 +170,7 @@ function initSender(app: ZoneMtaApp, options: ZoneMtaPluginOptions, view: Bindin
     const name = bindingOf(options, view, delivery);
     if (!name) return;
     const info = await waitForHolder(view, name, holderWaitMs);
-    if (!info) {
-      // A real outage of the binding: ZoneMTA's schedule applies, but whichever node holds the
-      // binding when the delivery is due may take it (see unassign).
-      unassign(delivery);
-      throw temporaryError(`binding ${name} is unknown or has no holder now; deferring`);
-    }
+    if (!info) throw temporaryError(`binding ${name} is unknown or has no holder now; deferring`);
     if (info.local && info.state === 'owned') {
       const address = { address: info.address, name: hostnameOf(options, name) };
       delivery.mtaVipVia = 'local';
@@ -221,23 +216,18 @@ function initSender(app: ZoneMtaApp, options: ZoneMtaPluginOptions, view: Bindin
 /**
  * A delivery fetched while its binding was here, whose binding left before the connection: not a
  * failure of the delivery but of its timing. ZoneMTA would wait 5 minutes (the first step of its
- * schedule) and keep the delivery assigned to this node, which may be shutting down for good: a
- * node SIGTERMed with deliveries in flight left them for its return. So it is due again after
- * `retryMs`, the deferral does not count against the delivery's schedule (ZoneMTA merges the
- * update's $inc over its own), and any node may fetch it: the binding's holder sends it, another
- * node relays it there.
+ * schedule): a node SIGTERMed with deliveries in flight left them stranded that long after its
+ * return. So it is due again after `retryMs` (its next fetch relays it to the binding's new
+ * holder), and the deferral does not count against the delivery's schedule (ZoneMTA merges the
+ * update's $inc over its own). It stays assigned to this node: left unassigned in a shared queue,
+ * the other node fetched it while the two still disagreed on the holder, and the message was
+ * relayed back and forth (5 relays of one message in CI).
  */
 function deferForMove(delivery: Delivery, retryMs: number): void {
   const count = delivery._deferred?.count ?? 0;
   // ZoneMTA takes the wait at index `count` of the delivery's own deferTimes.
   delivery.deferTimes = Array.from({ length: count + 1 }, () => retryMs);
-  unassign(delivery);
   delivery.updates = { ...delivery.updates, $inc: { ...delivery.updates?.$inc, '_deferred.count': 0 } };
-}
-
-/** The deferral leaves the delivery to whichever node fetches it first (nodes sharing one queue), not only this one. */
-function unassign(delivery: Delivery): void {
-  delivery.updates = { ...delivery.updates, assigned: 'no' };
 }
 
 /** Assigns the deliveries of queue entry `id` to this ZoneMTA instance and makes them due now. */
