@@ -21,6 +21,11 @@ const CONTEXT_OPTIONS = [
   'privateKeyEngine', 'privateKeyIdentifier', 'clientCertEngine', 'sniOptions', 'SNICallback',
 ] as const;
 
+/** smtp-server keeps its contexts (per server name, '*' the default) in this untyped field. */
+interface ContextHolder {
+  secureContext: Map<string, SecureContext>;
+}
+
 interface SharedContexts {
   values: unknown[];
   contexts: Map<string, SecureContext>;
@@ -45,7 +50,7 @@ class SharedTlsSmtpServer extends SMTPServer {
   // certificates (with options): only the first reuses shared contexts.
   override updateSecureContext(options?: Parameters<SMTPServer['updateSecureContext']>[0]): void {
     if (options === undefined && adopting) {
-      (this as unknown as { secureContext: Map<string, SecureContext> }).secureContext = adopting.contexts;
+      (this as unknown as ContextHolder).secureContext = adopting.contexts;
       return;
     }
     super.updateSecureContext(options as never);
@@ -71,7 +76,7 @@ export function buildSmtpServer(options: SMTPServerOptions): SMTPServer {
     }
   }
   const server = new SMTPServer(own);
-  shared.unshift({ values, contexts: (server as unknown as { secureContext: Map<string, SecureContext> }).secureContext });
+  shared.unshift({ values, contexts: (server as unknown as ContextHolder).secureContext });
   shared.length = Math.min(shared.length, MAX_SHARED);
   return server;
 }

@@ -29,6 +29,11 @@ let lastCheckIn = performance.now();
 /** True once the guard removed the aliases for the current silence (until the next check-in). */
 let guarded = false;
 
+/** The alias's address without its prefix length. */
+function addressOf(alias: Alias): string {
+  return alias.cidr.replace(/\/\d+$/, '');
+}
+
 async function reap(why: string): Promise<void> {
   if (reaping) return;
   reaping = true;
@@ -42,7 +47,7 @@ async function reap(why: string): Promise<void> {
  * peers notice, it puts the addresses back and TCP carries its sessions over the gap.
  */
 async function removeAll(why: string, reset = true): Promise<void> {
-  const addresses = held.map((alias) => alias.cidr.replace(/\/\d+$/, ''));
+  const addresses = held.map(addressOf);
   if (reset) {
     // First where the guard removed the address: a reset without it is destroyed, never sent.
     await resetWhereGuardRemoved(why);
@@ -77,7 +82,7 @@ async function resetWhereGuardRemoved(why: string): Promise<void> {
     return;
   }
   for (const alias of held) {
-    const address = alias.cidr.replace(/\/\d+$/, '');
+    const address = addressOf(alias);
     if (present.has(`${alias.ifname}|${address}`)) continue;
     try {
       const sessions = (await tcpSockets([address])).filter((s) => s.state !== 'LISTEN');
