@@ -83,7 +83,8 @@ function config(lab: Lab, node: string, ips: string[]): Record<string, unknown> 
     vips: Object.fromEntries(ips.map((ip) => [ip, { preferred: 'n1' }])),
     topology: [{ cidr: '198.18.0.0/16', interface: 'eth0' }],
     timers: { holdDownMs: HOLD_DOWN_MS },
-    fixture: { events: ['peer-down', 'stall', 'error'] },
+    // MTA_VIP_BENCH_TRACE=<file>: every event goes over IPC, for the timeline written there.
+    fixture: process.env.MTA_VIP_BENCH_TRACE ? {} : { events: ['peer-down', 'stall', 'error'] },
   };
 }
 
@@ -259,12 +260,28 @@ export async function runMassFailover(options: { vips: number; trials: number; s
   } catch (error) {
     errors.push((error as Error).message);
   } finally {
+    if (process.env.MTA_VIP_BENCH_TRACE) await writeTrace(process.env.MTA_VIP_BENCH_TRACE, procs, monitor, prober);
     monitor?.stop();
     await prober?.stop().catch(() => undefined);
     await Promise.all([...procs.values()].map((p) => p.stop(5000).catch(() => undefined)));
     await lab.destroy();
   }
   return { trials, errors };
+}
+
+/**
+ * The whole run as one time-ordered list (node events, kernel address events, the prober's
+ * attempts on the first sampled VIPs), for finding where a trial's time went.
+ */
+async function writeTrace(file: string, procs: Map<string, LabProcess>, monitor: AddressMonitor | null, prober: LabProcess | null): Promise<void> {
+  const lines: Array<[number, string]> = [];
+  for (const [node, p] of procs) for (const m of p.messages as any[]) if (m.type === 'event') lines.push([m.at, `${node} ${m.name} ${JSON.stringify(m.data)}`]);
+  for (const e of monitor?.events ?? []) lines.push([e.atMs, `kernel ${e.host} ${e.added ? 'added' : 'removed'} ${e.ip}`]);
+  const attempts = prober ? await attemptsSince(prober, 0).catch(() => []) : [];
+  const traced = new Set([...new Set(attempts.map((a) => a.ip))].slice(0, 3));
+  for (const a of attempts) if (traced.has(a.ip)) lines.push([a.start, `client ${a.ip} ${JSON.stringify(a)}`]);
+  lines.sort((a, b) => a[0] - b[0]);
+  fs.writeFileSync(file, lines.map(([t, l]) => `${new Date(t).toISOString().slice(11, 23)} ${l}`).join('\n') + '\n');
 }
 
 function pooled(trials: MassTrial[], pick: (t: MassTrial) => Percentiles): string {

@@ -24,6 +24,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -186,6 +187,7 @@ class DestroyWorker : public PromiseWorker {
       int err = diag.Execute(request, action);
       if (err == 0) {
         destroyed_++;
+        byAddress_[FormatIp(socket.local)]++;
       } else if (err == ENOENT) {
         gone_++;  // closed between the dump and now
       } else if (err == EPERM || err == EACCES || err == EOPNOTSUPP) {
@@ -203,6 +205,10 @@ class DestroyWorker : public PromiseWorker {
     object.Set("destroyed", destroyed_);
     object.Set("gone", gone_);
     object.Set("failed", failed_);
+    // Per local address, so one call can serve several releases (their drains batched).
+    Napi::Object byAddress = Napi::Object::New(env);
+    for (const auto& [address, count] : byAddress_) byAddress.Set(address, count);
+    object.Set("byAddress", byAddress);
     object.Set("lastError", lastError_ ? Napi::Value(Napi::String::New(env, ErrnoCode(lastError_)))
                                        : env.Null());
     return object;
@@ -214,6 +220,7 @@ class DestroyWorker : public PromiseWorker {
   uint32_t destroyed_ = 0;
   uint32_t gone_ = 0;
   uint32_t failed_ = 0;
+  std::map<std::string, uint32_t> byAddress_;
   int lastError_ = 0;
 };
 
@@ -233,7 +240,7 @@ Napi::Value TcpSockets(const Napi::CallbackInfo& info) {
       ->Start();
 }
 
-// destroyTcpSockets(addresses, listening) -> Promise<{destroyed, gone, failed, lastError}>
+// destroyTcpSockets(addresses, listening) -> Promise<{destroyed, gone, failed, byAddress, lastError}>
 Napi::Value DestroyTcpSockets(const Napi::CallbackInfo& info) {
   return (new DestroyWorker(info.Env(), AddressListArg(info, 0, "addresses"),
                             BoolArg(info, 1, "listening")))

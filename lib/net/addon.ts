@@ -21,7 +21,7 @@ export interface NativeNeighbour { address: string; mac: string | null; state: s
 export interface NativeTcpSocket {
   local: string; localPort: number; remote: string; remotePort: number; state: string; owned: boolean; sendQueue: number; lastSentMsAgo: number; lastReceivedMsAgo: number;
 }
-export interface NativeDestroyResult { destroyed: number; gone: number; failed: number; lastError: string | null }
+export interface NativeDestroyResult { destroyed: number; gone: number; failed: number; byAddress: Record<string, number>; lastError: string | null }
 export type NativeWatchEvent =
   | { type: 'link'; ifname: string; index: number; up: boolean; running: boolean }
   | { type: 'address-added' | 'address-removed'; ifname: string; index: number; family: 4 | 6; address: string; prefix: number };

@@ -285,6 +285,8 @@ export interface DestroyResult {
   /** Closed on their own between the listing and the reset. */
   gone: number;
   failed: number;
+  /** `destroyed` per local address (canonical text), for callers that batched several addresses. */
+  byAddress: Record<string, number>;
   lastError: string | null;
 }
 
@@ -314,7 +316,7 @@ export async function tcpSockets(addresses: string[], options?: { listening?: bo
 export async function destroyTcpSockets(addresses: string[], options?: { listening?: boolean } | null): Promise<DestroyResult> {
   const parsed = parseAddressList('destroyTcpSockets', 'addresses', addresses, MAX_ADDRESSES);
   const listening = booleanOption('destroyTcpSockets', 'listening', checkOptions('destroyTcpSockets', options).listening, false);
-  if (parsed.length === 0) return { destroyed: 0, gone: 0, failed: 0, lastError: null };
+  if (parsed.length === 0) return { destroyed: 0, gone: 0, failed: 0, byAddress: {}, lastError: null };
   try {
     return await loadAddon().destroyTcpSockets(parsed.map((p) => p.address), listening);
   } catch (error) {

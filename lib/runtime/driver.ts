@@ -17,6 +17,7 @@ import type { ClusterEvents, Effect, EngineEvent, EngineInput, OperationResult, 
 import type { VipEngine } from './engine';
 import type { Clock, NetPort, Timer } from './ports';
 import { drainSessions, resetSessions, type SessionDrainPorts } from './session-drain';
+import { BatchedSocketCalls } from './socket-calls';
 import { ErrorCodes } from '../errors';
 
 /** A pino-compatible logger (only error is used: for 'error' events nobody listens to). */
@@ -44,6 +45,8 @@ export class EngineDriver {
   private readonly sniffers = new Map<string, ReturnType<typeof net.sniff>>();
   private readonly quiescentWaiters: Array<() => void> = [];
   private readonly sessions: SessionDrainPorts;
+  /** The drains of a mass release call the kernel once per poll, not once per VIP. */
+  readonly socketCalls: BatchedSocketCalls;
   private stopped = false;
 
   constructor(
@@ -55,9 +58,10 @@ export class EngineDriver {
     private readonly services: ReadonlyMap<string, readonly VipService[]>,
     private readonly options: DriverOptions,
   ) {
+    this.socketCalls = new BatchedSocketCalls({ tcpSockets: (a, o) => this.net.tcpSockets(a, o), destroyTcpSockets: (a, o) => this.net.destroyTcpSockets(a, o) }, (fn) => this.clock.soon(fn));
     this.sessions = {
-      tcpSockets: (addresses, o) => this.net.tcpSockets(addresses, o),
-      destroyTcpSockets: (addresses, o) => this.net.destroyTcpSockets(addresses, o),
+      tcpSockets: (addresses, o) => this.socketCalls.tcpSockets(addresses, o),
+      destroyTcpSockets: (addresses, o) => this.socketCalls.destroyTcpSockets(addresses, o),
       now: () => this.clock.now(),
       sleep: (ms) => this.clock.sleep(ms),
     };
@@ -275,7 +279,7 @@ export class EngineDriver {
       await this.net.removeAddress(ifname, cidr);
       let late: net.TcpSocket[] = [];
       try {
-        late = (await this.net.tcpSockets([ip])).filter((s) => s.owned);
+        late = (await this.sessions.tcpSockets([ip])).filter((s) => s.owned);
       } catch (error) {
         result.errors.push({ operation: 'drain sessions', error: error as Error });
       }

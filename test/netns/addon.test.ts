@@ -310,8 +310,9 @@ except Exception as e:
     assert.ok(!sessions.some((t) => t.state === 'LISTEN'), 'LISTEN only when asked');
     assert.deepEqual(await n1.tcpSockets([vip4(14)]), [], 'nothing on another address');
 
-    const result = await n1.destroyTcpSockets([vip]);
+    const result = await n1.destroyTcpSockets([vip, vip4(14)]);
     assert.equal(result.destroyed, 1, JSON.stringify(result));
+    assert.deepEqual(result.byAddress, { [vip]: 1 }, 'counted per address, for batched releases');
     assert.match((await client).stdout, /error ConnectionResetError/, 'the client got a reset at once');
     assert.deepEqual((await n1.tcpSockets([vip])).filter((t) => t.state === 'ESTABLISHED'), []);
     // The listener itself, with listening: a new client is refused instead of queued unanswered.

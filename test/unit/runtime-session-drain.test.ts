@@ -50,7 +50,7 @@ function fakeKernel(tables: Array<{ at: number; sockets: TcpSocket[] }>): Sessio
     destroyTcpSockets: async () => {
       kernel.destroyedAt = kernel.clock;
       const left = [...tables].reverse().find((t) => t.at <= kernel.clock)?.sockets ?? [];
-      return { destroyed: left.length, gone: 0, failed: 0, lastError: null };
+      return { destroyed: left.length, gone: 0, failed: 0, byAddress: {}, lastError: null };
     },
   };
   return kernel;

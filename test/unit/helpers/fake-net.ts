@@ -82,6 +82,6 @@ export class FakeNet implements NetPort {
   }
 
   async destroyTcpSockets(): Promise<net.DestroyResult> {
-    return { destroyed: 0, gone: 0, failed: 0, lastError: null };
+    return { destroyed: 0, gone: 0, failed: 0, byAddress: {}, lastError: null };
   }
 }
