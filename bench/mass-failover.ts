@@ -83,8 +83,10 @@ function config(lab: Lab, node: string, ips: string[]): Record<string, unknown> 
     vips: Object.fromEntries(ips.map((ip) => [ip, { preferred: 'n1' }])),
     topology: [{ cidr: '198.18.0.0/16', interface: 'eth0' }],
     timers: { holdDownMs: HOLD_DOWN_MS },
-    // MTA_VIP_BENCH_TRACE=<file>: every event goes over IPC, for the timeline written there.
-    fixture: process.env.MTA_VIP_BENCH_TRACE ? {} : { events: ['peer-down', 'stall', 'error'] },
+    // MTA_VIP_BENCH_TRACE=<file>: the events of each VIP's moves go over IPC too, for the
+    // timeline written there (not 'state': thousands per move, their serialisation would be
+    // most of what the trace measured).
+    fixture: { events: ['peer-down', 'stall', 'error', ...(process.env.MTA_VIP_BENCH_TRACE ? ['peer-up', 'acquired', 'released', 'conflict', 'unhealthy'] : [])] },
   };
 }
 
@@ -169,6 +171,7 @@ export async function runMassFailover(options: { vips: number; trials: number; s
   const errors: string[] = [];
   let monitor: AddressMonitor | null = null;
   let prober: LabProcess | null = null;
+  const marks: Array<[number, string]> = [];
   const start = async (node: string): Promise<void> => {
     const proc = lab.spawnNode(node, fixturePath('cluster-node'), [JSON.stringify(config(lab, node, ips))]);
     procs.set(node, proc);
@@ -211,6 +214,7 @@ export async function runMassFailover(options: { vips: number; trials: number; s
       const n1 = procs.get('n1') as LabProcess;
       for (const node of NODES) await loopDelay(procs.get(node) as LabProcess);
       const killAt = Date.now();
+      marks.push([killAt, `bench SIGKILL n1 (trial ${trial})`]);
       n1.kill('SIGKILL');
       await n1.exited;
       procs.delete('n1');
@@ -224,6 +228,7 @@ export async function runMassFailover(options: { vips: number; trials: number; s
       const crashDuals = dualsAmong(monitor, ips, ['n2', 'n3'], killAt, crashEnd);
 
       const restartAt = Date.now();
+      marks.push([restartAt, `bench start n1 (trial ${trial})`]);
       await start('n1');
       const failbackSettled = await everyVipOn(lab, ips, (h) => h.join() === 'n1', 120_000, 'n1 holding every VIP again');
       await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -260,7 +265,7 @@ export async function runMassFailover(options: { vips: number; trials: number; s
   } catch (error) {
     errors.push((error as Error).message);
   } finally {
-    if (process.env.MTA_VIP_BENCH_TRACE) await writeTrace(process.env.MTA_VIP_BENCH_TRACE, procs, monitor, prober);
+    if (process.env.MTA_VIP_BENCH_TRACE) await writeTrace(process.env.MTA_VIP_BENCH_TRACE, marks, procs, monitor, prober);
     monitor?.stop();
     await prober?.stop().catch(() => undefined);
     await Promise.all([...procs.values()].map((p) => p.stop(5000).catch(() => undefined)));
@@ -273,8 +278,8 @@ export async function runMassFailover(options: { vips: number; trials: number; s
  * The whole run as one time-ordered list (node events, kernel address events, the prober's
  * attempts on the first sampled VIPs), for finding where a trial's time went.
  */
-async function writeTrace(file: string, procs: Map<string, LabProcess>, monitor: AddressMonitor | null, prober: LabProcess | null): Promise<void> {
-  const lines: Array<[number, string]> = [];
+async function writeTrace(file: string, marks: Array<[number, string]>, procs: Map<string, LabProcess>, monitor: AddressMonitor | null, prober: LabProcess | null): Promise<void> {
+  const lines: Array<[number, string]> = [...marks];
   for (const [node, p] of procs) for (const m of p.messages as any[]) if (m.type === 'event') lines.push([m.at, `${node} ${m.name} ${JSON.stringify(m.data)}`]);
   for (const e of monitor?.events ?? []) lines.push([e.atMs, `kernel ${e.host} ${e.added ? 'added' : 'removed'} ${e.ip}`]);
   const attempts = prober ? await attemptsSince(prober, 0).catch(() => []) : [];

@@ -300,10 +300,14 @@ export class EngineDriver {
       if (this.engine.config.announce.arpAllHosts) {
         for (const ip of ips) if (held(ip)) await this.net.arpAllHosts(ifname, ip, { extra });
       }
-      if (count > 1) {
+      // One round per call, the waits on this thread's timers: a call of several rounds sleeps
+      // between them on one of libuv's four threads, and a mass takeover's follow-ups (one per
+      // chunk) then held every thread while the next chunks' addresses waited for one.
+      for (let round = 1; round < count; round++) {
         await this.clock.sleep(intervalMs);
         const still = ips.filter(held);
-        if (still.length) await this.net.announce(ifname, still, { count: count - 1, intervalMs, mode });
+        if (still.length === 0) return;
+        await this.net.announce(ifname, still, { count: 1, mode });
       }
     } catch (error) {
       this.deliver({ name: 'error', args: [{ operation: `announce on ${ifname}`, error: error as Error }] });

@@ -2,8 +2,9 @@
  * The operations the engine starts on a VIP, each a short sequence of effects
  * whose results come back through step({ type: 'done' }):
  *
- *   acquire  publish the claim → probe (one per interface batch) → bring up
- *            (address, then services) each VIP → announce the batch → held
+ *   acquire  probe (one per interface batch) → publish the claim → bring up
+ *            (address, then services) a chunk of VIPs → announce the chunk →
+ *            held, while the next chunk comes up
  *   give up  take down what an acquisition had done (services, address)
  *   release  drain services and sessions, remove the address → idle
  *   restore  put back an address removed behind our back, announce it
@@ -52,11 +53,26 @@ export interface OperationContext {
   acquiredOk(ip: string): void;
 }
 
-/** One interface's batch of acquisitions: one probe, one announcement. */
+/**
+ * At most this many VIPs come up together. A node taking over 500 VIPs brought them all up in
+ * one go: 500 listeners started in one turn of the event loop (its heartbeats waited), and no
+ * client could connect to any VIP before the last was up, because the one announcement came
+ * after all of them. Chunk by chunk, each chunk is announced (and reachable) as soon as it is up,
+ * while the next comes up, and each turn does a chunk's work only.
+ */
+export const ACQUIRE_CHUNK = 64;
+
+/**
+ * One interface's batch of acquisitions: one probe, then one operation per chunk of
+ * ACQUIRE_CHUNK VIPs (its bring-ups, one announcement).
+ */
 interface Acquisition {
   kind: 'acquire';
   ifname: string;
+  /** The VIPs of this operation: the whole batch while probing, then this chunk's. */
   ips: string[];
+  /** Claimed VIPs whose chunk has not started yet (in state acquiring). */
+  later: string[];
   started: number;
   probeMs: number;
   found: ReadonlyMap<string, string | null>;
@@ -93,7 +109,7 @@ export class VipOperations {
     const timeoutMs = this.ctx.config.probe.timeoutMs;
     for (const [ifname, ips] of byInterface) {
       const op = this.nextOp++;
-      const acquisition: Acquisition = { kind: 'acquire', ifname, ips, started: this.ctx.now(), probeMs: 0, found: new Map(), pending: new Set(), up: [], lost: new Set() };
+      const acquisition: Acquisition = { kind: 'acquire', ifname, ips, later: [], started: this.ctx.now(), probeMs: 0, found: new Map(), pending: new Set(), up: [], lost: new Set() };
       this.inFlight.set(op, acquisition);
       if (timeoutMs > 0) this.ctx.effect({ type: 'probe', op, ifname, ips, timeoutMs });
       else this.claimAndBringUp(op, acquisition);
@@ -171,8 +187,8 @@ export class VipOperations {
   /**
    * The probe passed: claim the VIPs in our heartbeats (and tell the reaper) before any address
    * is added, so a peer that computed a different owner sees the claims and the epoch order
-   * settles it; then add them. Listeners come up before the announcement moves clients here, so
-   * the first connection finds one.
+   * settles it; then bring up the first chunk. Listeners come up before the announcement moves
+   * clients here, so the first connection finds one.
    */
   private claimAndBringUp(op: number, acquisition: Acquisition): void {
     for (const ip of acquisition.ips) {
@@ -182,10 +198,29 @@ export class VipOperations {
       slot.epoch = Math.max(slot.epoch, this.ctx.highestHeardEpoch(ip) + 1);
     }
     this.ctx.publishNow();
+    acquisition.later = acquisition.ips;
+    acquisition.ips = [];
+    this.bringUpChunk(op, acquisition);
+  }
+
+  /** Starts the bring-ups of the next chunk of `acquisition`'s claimed VIPs under `op`. */
+  private bringUpChunk(op: number, acquisition: Acquisition): void {
+    acquisition.ips = acquisition.later.slice(0, ACQUIRE_CHUNK);
+    acquisition.later = acquisition.later.slice(ACQUIRE_CHUNK);
     for (const ip of acquisition.ips) {
       acquisition.pending.add(ip);
       this.ctx.effect({ type: 'bring-up', op, ip, ifname: acquisition.ifname, cidr: cidrOf(this.ctx.slot(ip).vip) });
     }
+  }
+
+  /** This chunk is up: its successor (a new operation) comes up while this one is announced. */
+  private nextChunk(acquisition: Acquisition): void {
+    if (acquisition.later.length === 0) return;
+    const op = this.nextOp++;
+    const next: Acquisition = { ...acquisition, ips: [], later: acquisition.later, pending: new Set(), up: [], lost: new Set() };
+    acquisition.later = [];
+    this.inFlight.set(op, next);
+    this.bringUpChunk(op, next);
   }
 
   private acquisitionStep(op: number, acquisition: Acquisition, result: OperationResult): void {
@@ -225,8 +260,10 @@ export class VipOperations {
         this.ctx.transition(this.ctx.slot(result.ip), 'acquire-failed');
       }
       if (acquisition.pending.size > 0) return;
-      if (acquisition.up.length === 0) return this.endAcquisition(op);
-      this.ctx.effect({ type: 'announce', op, ifname: acquisition.ifname, ips: [...acquisition.up] });
+      // The announcement first: it gets libuv's threads before the next chunk's addresses.
+      if (acquisition.up.length > 0) this.ctx.effect({ type: 'announce', op, ifname: acquisition.ifname, ips: [...acquisition.up] });
+      this.nextChunk(acquisition);
+      if (acquisition.up.length === 0) this.endAcquisition(op);
       return;
     }
     if (result.kind !== 'announce') return;

@@ -196,3 +196,33 @@ test('a wake-up timer that fires early gets the same wake-up again, instead of n
   assert.deepEqual(early.filter((e) => e.type === 'wake'), [{ type: 'wake', at: 1201 }]);
   assert.ok(step(engine, { type: 'tick', now: 1201 }).some((e) => e.type === 'probe'));
 });
+
+test('a mass takeover comes up chunk by chunk: each chunk is announced as soon as it is up, while the next comes up', () => {
+  const ips = Array.from({ length: 150 }, (_, i) => `198.18.1.${i + 1}`);
+  const engine = engineFor('n1', { listeners: ips.map((ip) => `${ip}:25`) });
+  step(engine, { type: 'start', now: 1000, links: [{ ifname: 'eth0', usable: true }] });
+  const probe = step(engine, { type: 'tick', now: 1201 }).find((e) => e.type === 'probe') as Extract<Effect, { type: 'probe' }>;
+  assert.equal(probe.ips.length, 150, 'one probe for the whole batch');
+  let effects = step(engine, { type: 'done', now: 1211, result: { op: probe.op, kind: 'probe', ok: true, found: new Map(), ms: 10 } });
+  const claim = effects.find((e) => e.type === 'publish') as Extract<Effect, { type: 'publish' }>;
+  assert.equal(claim.state.holdings.size, 150, 'every VIP claimed (and told to the reaper) before the first address');
+  const bringUps = (list: Effect[]): Array<Extract<Effect, { type: 'bring-up' }>> => list.filter((e): e is Extract<Effect, { type: 'bring-up' }> => e.type === 'bring-up');
+  let chunk = bringUps(effects);
+  assert.equal(chunk.length, 64, 'the first chunk only');
+  const announced: string[][] = [];
+  for (let round = 0; round < 4 && chunk.length; round++) {
+    effects = [];
+    for (const up of chunk) effects.push(...step(engine, { type: 'done', now: 1220 + round, result: { op: up.op, kind: 'bring-up', ip: up.ip, ok: true } }));
+    const announce = effects.find((e) => e.type === 'announce') as Extract<Effect, { type: 'announce' }>;
+    assert.deepEqual(announce.ips, chunk.map((c) => c.ip), 'the chunk is announced once all of it is up');
+    announced.push(announce.ips);
+    const next = bringUps(effects);
+    assert.ok(effects.indexOf(announce) < effects.indexOf(next[0] as Effect) || next.length === 0, 'announced before the next chunk comes up');
+    const done = step(engine, { type: 'done', now: 1230 + round, result: { op: announce.op, kind: 'announce', ok: true } });
+    for (const ip of announce.ips) assert.equal(engine.stateOf(ip), 'held');
+    assert.ok(done.some((e) => e.type === 'follow-up'));
+    chunk = next;
+  }
+  assert.deepEqual(announced.map((a) => a.length), [64, 64, 22]);
+  assert.ok(ips.every((ip) => engine.stateOf(ip) === 'held'));
+});

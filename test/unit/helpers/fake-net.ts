@@ -10,7 +10,7 @@ import type { NetPort } from '../../../lib/runtime/ports';
 export class FakeNet implements NetPort {
   /** ifname → CIDRs currently on it. */
   readonly addresses = new Map<string, Set<string>>();
-  readonly announcements: Array<{ ifname: string; addresses: string[] }> = [];
+  readonly announcements: Array<{ ifname: string; addresses: string[]; count: number }> = [];
   readonly probes: string[][] = [];
   /** Every add and remove, in order: '+198.18.1.1/32', '-198.18.1.1/32'. */
   readonly log: string[] = [];
@@ -55,8 +55,8 @@ export class FakeNet implements NetPort {
     return new Map(addresses.map((a) => [a, null]));
   }
 
-  async announce(ifname: string, addresses: string[]): Promise<{ sent: number }> {
-    this.announcements.push({ ifname, addresses: [...addresses] });
+  async announce(ifname: string, addresses: string[], options?: net.AnnounceOptions | null): Promise<{ sent: number }> {
+    this.announcements.push({ ifname, addresses: [...addresses], count: options?.count ?? 1 });
     return { sent: addresses.length };
   }
 
