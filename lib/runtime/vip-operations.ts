@@ -104,7 +104,9 @@ export class VipOperations {
     for (const { slot, epoch } of batch) {
       this.ctx.transition(slot, 'acquire');
       slot.epoch = epoch;
-      byInterface.set(slot.vip.interface, [...(byInterface.get(slot.vip.interface) ?? []), slot.vip.ip]);
+      const list = byInterface.get(slot.vip.interface);
+      if (list) list.push(slot.vip.ip);
+      else byInterface.set(slot.vip.interface, [slot.vip.ip]);
     }
     const timeoutMs = this.ctx.config.probe.timeoutMs;
     for (const [ifname, ips] of byInterface) {
@@ -122,8 +124,9 @@ export class VipOperations {
     const op = this.nextOp++;
     this.inFlight.set(op, { kind: 'release', ip: slot.vip.ip, reason, detail });
     // Outbound first: transports of a binding on this VIP close and sends in flight fail
-    // (retryable) before the address goes.
-    this.ctx.bindingsChanged();
+    // (retryable) before the address goes. (A listener VIP has none: recomputing every binding
+    // for each of hundreds of releases made a mass release quadratic.)
+    if (slot.vip.binding !== null) this.ctx.bindingsChanged();
     this.ctx.effect({ type: 'release', op, ip: slot.vip.ip, ifname: slot.vip.interface, cidr: cidrOf(slot.vip), urgent });
   }
 
@@ -231,7 +234,7 @@ export class VipOperations {
           this.giveUp(ip, 'probe', result.error, null);
           this.ctx.transition(this.ctx.slot(ip), 'acquire-failed');
         }
-        return this.endAcquisition(op);
+        return this.endAcquisition(op, acquisition);
       }
       acquisition.found = result.found;
       acquisition.probeMs = result.ms;
@@ -248,7 +251,7 @@ export class VipOperations {
         this.ctx.transition(this.ctx.slot(ip), 'acquire-failed');
       }
       acquisition.ips = acquisition.ips.filter((ip) => this.ctx.slot(ip).state === 'probing');
-      if (acquisition.ips.length === 0) return this.endAcquisition(op);
+      if (acquisition.ips.length === 0) return this.endAcquisition(op, acquisition);
       return this.claimAndBringUp(op, acquisition);
     }
     if (result.kind === 'bring-up') {
@@ -263,16 +266,16 @@ export class VipOperations {
       // The announcement first: it gets libuv's threads before the next chunk's addresses.
       if (acquisition.up.length > 0) this.ctx.effect({ type: 'announce', op, ifname: acquisition.ifname, ips: [...acquisition.up] });
       this.nextChunk(acquisition);
-      if (acquisition.up.length === 0) this.endAcquisition(op);
+      if (acquisition.up.length === 0) this.endAcquisition(op, acquisition);
       return;
     }
     if (result.kind !== 'announce') return;
     if (!result.ok) {
       for (const ip of acquisition.up) this.giveUp(ip, 'announce', result.error, true);
-      return this.endAcquisition(op);
+      return this.endAcquisition(op, acquisition);
     }
     this.acquired(acquisition);
-    this.endAcquisition(op);
+    this.endAcquisition(op, acquisition);
     for (const ip of acquisition.lost) {
       const slot = this.ctx.slot(ip);
       if (slot.state === 'held') this.restore(slot);
@@ -301,10 +304,10 @@ export class VipOperations {
     }
   }
 
-  private endAcquisition(op: number): void {
+  private endAcquisition(op: number, acquisition: Acquisition): void {
     this.inFlight.delete(op);
     this.ctx.publishSoon();
-    this.ctx.bindingsChanged();
+    if (acquisition.ips.some((ip) => this.ctx.slot(ip).vip.binding !== null)) this.ctx.bindingsChanged();
   }
 
   /**

@@ -6,7 +6,7 @@ import { EventEmitter } from 'eventemitter3';
 import { test } from 'node:test';
 import { declare, encodeDeclaration, resolveConfig, type ClusterConfig } from '../../lib/core';
 import { EngineDriver } from '../../lib/runtime/driver';
-import { VipEngine } from '../../lib/runtime/engine';
+import { RELEASE_CHUNK, VipEngine } from '../../lib/runtime/engine';
 import type { ClusterEvents, Effect, EngineInput, EnginePeer, OperationResult } from '../../lib/runtime/engine-io';
 import type { Clock } from '../../lib/runtime/ports';
 import { FakeNet } from './helpers/fake-net';
@@ -49,7 +49,7 @@ function step(engine: VipEngine, input: EngineInput): Effect[] {
 function completeAcquisition(engine: VipEngine, effects: Effect[], now: number): Effect[] {
   let pending = effects;
   const all: Effect[] = [];
-  for (let i = 0; i < 10 && pending.length; i++) {
+  for (let i = 0; i < 40 && pending.length; i++) {
     all.push(...pending);
     const results: OperationResult[] = [];
     for (const e of pending) {
@@ -225,4 +225,29 @@ test('a mass takeover comes up chunk by chunk: each chunk is announced as soon a
   }
   assert.deepEqual(announced.map((a) => a.length), [64, 64, 22]);
   assert.ok(ips.every((ip) => engine.stateOf(ip) === 'held'));
+});
+
+test('a hand-over of many VIPs goes a chunk at a time: the rest stay served until a release ends', () => {
+  const ips = Array.from({ length: RELEASE_CHUNK + 86 }, (_, i) => `198.18.${1 + Math.floor(i / 250)}.${(i % 250) + 1}`);
+  const extra: Partial<ClusterConfig> = { listeners: ips.map((ip) => `${ip}:25`), vips: Object.fromEntries(ips.map((ip) => [ip, { preferred: 'n2' }])), topology: [{ cidr: '198.18.0.0/16', interface: 'eth0' }] };
+  const engine = engineFor('n1', extra);
+  step(engine, { type: 'start', now: 1000, links: [{ ifname: 'eth0', usable: true }] });
+  completeAcquisition(engine, step(engine, { type: 'tick', now: 1201 }), 1210);
+  assert.ok(ips.every((ip) => engine.stateOf(ip) === 'held'), 'n1 alone holds every VIP');
+  // The preferred node is back, past its hold-down: every VIP is its to take.
+  const effects = step(engine, { type: 'peers', now: 5000, peers: [peer('n2', true, [], extra)], change: { kind: 'up', node: 'n2', address: '198.18.0.11' } });
+  const releases = effects.filter((e): e is Extract<Effect, { type: 'release' }> => e.type === 'release');
+  assert.equal(releases.length, RELEASE_CHUNK, 'one chunk');
+  assert.ok(releases.every((r) => !r.urgent), 'drained: nobody else holds them');
+  assert.equal(ips.filter((ip) => engine.stateOf(ip) === 'held').length, 86, 'the rest still served here');
+  // Each release that ends lets one more start.
+  const [first, second] = releases as [Extract<Effect, { type: 'release' }>, Extract<Effect, { type: 'release' }>];
+  const next = step(engine, { type: 'done', now: 5100, result: { op: first.op, kind: 'release', ip: first.ip, ok: true, drained: 0, reset: 0, lateReset: 0, timedOut: false, errors: [] } });
+  assert.equal(next.filter((e) => e.type === 'release').length, 1);
+  // A VIP another live node holds too is released at once, whatever the pace.
+  const clash = ips[ips.length - 1] as string;
+  assert.equal(engine.stateOf(clash), 'held');
+  const urgent = step(engine, { type: 'peers', now: 5200, peers: [peer('n2', true, [[clash, 9]], extra)] }).filter((e): e is Extract<Effect, { type: 'release' }> => e.type === 'release');
+  assert.deepEqual(urgent.map((r) => [r.ip, r.urgent]), [[clash, true]]);
+  assert.equal(engine.stateOf(second.ip), 'releasing');
 });
