@@ -161,7 +161,15 @@ function outages(attempts: MassAttempt[], sample: string[], from: number, until:
   });
 }
 
-export async function runMassFailover(options: { vips: number; trials: number; sample: number }): Promise<{ trials: MassTrial[]; errors: string[] }> {
+export interface MassFailoverOptions {
+  vips: number;
+  trials: number;
+  sample: number;
+  /** Runs after the last trial, before the lab goes (the namespace test's end-state checks); what it returns are errors. */
+  verify?: (lab: Lab, ips: string[]) => Promise<string[]>;
+}
+
+export async function runMassFailover(options: MassFailoverOptions): Promise<{ trials: MassTrial[]; errors: string[] }> {
   const ips = Array.from({ length: options.vips }, (_, i) => vip4(i + 1));
   const step = Math.max(1, Math.floor(ips.length / options.sample));
   const sample = ips.filter((_, i) => i % step === 0).slice(0, options.sample);
@@ -262,6 +270,7 @@ export async function runMassFailover(options: { vips: number; trials: number; s
       });
       process.stderr.write(`trial ${trial}: ${JSON.stringify(trials[trials.length - 1])}\n`);
     }
+    if (options.verify) errors.push(...(await options.verify(lab, ips)));
   } catch (error) {
     errors.push((error as Error).message);
   } finally {
