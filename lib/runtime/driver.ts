@@ -46,7 +46,7 @@ export class EngineDriver {
   private readonly quiescentWaiters: Array<() => void> = [];
   private readonly sessions: SessionDrainPorts;
   /** The drains of a mass release call the kernel once per poll, not once per VIP. */
-  readonly socketCalls: BatchedSocketCalls;
+  private readonly socketCalls: BatchedSocketCalls;
   private stopped = false;
 
   constructor(
@@ -58,7 +58,7 @@ export class EngineDriver {
     private readonly services: ReadonlyMap<string, readonly VipService[]>,
     private readonly options: DriverOptions,
   ) {
-    this.socketCalls = new BatchedSocketCalls({ tcpSockets: (a, o) => this.net.tcpSockets(a, o), destroyTcpSockets: (a, o) => this.net.destroyTcpSockets(a, o) }, (fn) => this.clock.soon(fn));
+    this.socketCalls = new BatchedSocketCalls(this.net, (fn) => this.clock.soon(fn));
     this.sessions = {
       tcpSockets: (addresses, o) => this.socketCalls.tcpSockets(addresses, o),
       destroyTcpSockets: (addresses, o) => this.socketCalls.destroyTcpSockets(addresses, o),

@@ -13,13 +13,10 @@
  */
 import { canonicalIp } from '../core/ip';
 import type { DestroyResult, TcpSocket } from '../net';
+import type { SessionDrainPorts } from './session-drain';
 
-type Options = { listening?: boolean } | undefined;
-
-export interface SocketCalls {
-  tcpSockets(addresses: string[], options?: { listening?: boolean }): Promise<TcpSocket[]>;
-  destroyTcpSockets(addresses: string[], options?: { listening?: boolean }): Promise<DestroyResult>;
-}
+/** The kernel calls a drain makes (the session drain's own port). */
+export type SocketCalls = Pick<SessionDrainPorts, 'tcpSockets' | 'destroyTcpSockets'>;
 
 interface Waiter<R> {
   addresses: ReadonlySet<string>;
@@ -27,30 +24,30 @@ interface Waiter<R> {
   reject(error: unknown): void;
 }
 
-/** Questions of one kind asked in one turn: answered by one kernel call. */
-class Coalescer<K, R> {
-  private readonly open = new Map<string, { key: K; addresses: Set<string>; waiters: Array<Waiter<R>> }>();
+/** Questions of one kind asked in one turn: answered by one kernel call (one per value of `listening`). */
+class Coalescer<R> {
+  private readonly open = new Map<boolean, { addresses: Set<string>; waiters: Array<Waiter<R>> }>();
   /** Kernel calls made, and the calls they answered. */
   calls = 0;
   asked = 0;
 
   constructor(
     private readonly soon: (fn: () => void) => void,
-    private readonly run: (addresses: string[], key: K) => Promise<unknown>,
+    private readonly run: (addresses: string[], options: { listening: true } | undefined) => Promise<unknown>,
     private readonly share: (answer: unknown, addresses: ReadonlySet<string>) => R,
   ) {}
 
-  ask(addresses: string[], key: K, id: string): Promise<R> {
+  ask(addresses: string[], listening: boolean): Promise<R> {
     this.asked++;
-    let batch = this.open.get(id);
+    let batch = this.open.get(listening);
     if (!batch) {
-      const created = { key, addresses: new Set<string>(), waiters: [] as Array<Waiter<R>> };
+      const created = { addresses: new Set<string>(), waiters: [] as Array<Waiter<R>> };
       batch = created;
-      this.open.set(id, created);
+      this.open.set(listening, created);
       this.soon(() => {
-        this.open.delete(id);
+        this.open.delete(listening);
         this.calls++;
-        this.run([...created.addresses], created.key).then(
+        this.run([...created.addresses], listening ? { listening } : undefined).then(
           (answer) => {
             for (const waiter of created.waiters) waiter.resolve(this.share(answer, waiter.addresses));
           },
@@ -67,8 +64,8 @@ class Coalescer<K, R> {
 }
 
 export class BatchedSocketCalls implements SocketCalls {
-  private readonly lists: Coalescer<Options, TcpSocket[]>;
-  private readonly destroys: Coalescer<Options, DestroyResult>;
+  private readonly lists: Coalescer<TcpSocket[]>;
+  private readonly destroys: Coalescer<DestroyResult>;
 
   constructor(kernel: SocketCalls, soon: (fn: () => void) => void) {
     this.lists = new Coalescer(soon, (addresses, options) => kernel.tcpSockets(addresses, options), (answer, addresses) => (answer as TcpSocket[]).filter((s) => addresses.has(canonical(s.local))));
@@ -82,14 +79,12 @@ export class BatchedSocketCalls implements SocketCalls {
 
   tcpSockets(addresses: string[], options?: { listening?: boolean }): Promise<TcpSocket[]> {
     if (addresses.length === 0) return Promise.resolve([]);
-    const listening = options?.listening === true;
-    return this.lists.ask(addresses, listening ? { listening } : undefined, String(listening));
+    return this.lists.ask(addresses, options?.listening === true);
   }
 
   destroyTcpSockets(addresses: string[], options?: { listening?: boolean }): Promise<DestroyResult> {
     if (addresses.length === 0) return Promise.resolve({ destroyed: 0, gone: 0, failed: 0, byAddress: {}, lastError: null });
-    const listening = options?.listening === true;
-    return this.destroys.ask(addresses, listening ? { listening } : undefined, String(listening));
+    return this.destroys.ask(addresses, options?.listening === true);
   }
 }
 
