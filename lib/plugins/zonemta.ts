@@ -30,6 +30,7 @@ import { normalizeIp, waitForHolder } from './binding-view';
 import {
   createRelayGateway,
   hostnameOf,
+  stateFileOf,
   PluginConfigError,
   resolvePluginOptions,
   startClusterProcess,
@@ -39,6 +40,20 @@ import {
   type MtaVipPluginOptions,
 } from './plugin-process';
 import type { RelayGateway } from './relay-gateway';
+import { ErrorCodes } from '../errors';
+import {
+  followQueueTakeover,
+  joinSharedQueue,
+  queueFenceFile,
+  readQueueFence,
+  takenOverFrom,
+  writeQueueFence,
+  type DeliveryLocker,
+  type LockedDelivery,
+  type QueueCollection,
+  type QueueFence,
+  type SharedQueue,
+} from './zonemta-queue-takeover';
 
 /** The plugin options under ZoneMTA's `plugins[...]` key. */
 export interface ZoneMtaPluginOptions extends MtaVipPluginOptions {
@@ -50,6 +65,13 @@ export interface ZoneMtaPluginOptions extends MtaVipPluginOptions {
   holderWaitMs?: number;
   /** When a delivery whose binding moved away between fetch and connect is tried again; default 2,000 ms. */
   moveRetryMs?: number;
+  /**
+   * Nodes sharing one MongoDB queue: how long a node must be down in the cluster and silent in the
+   * queue before a live node takes over its queue entries (those it had locked in flight, deferred or
+   * been relayed); default 30,000 ms, 0 never. ZoneMTA itself frees a node's locks only when that node
+   * boots again, or after an hour.
+   */
+  queueTakeoverMs?: number;
 }
 
 /** The parts of ZoneMTA's plugin instance (wild-plugins) this plugin uses. */
@@ -66,7 +88,34 @@ interface ZoneMtaQueue {
   seqIndex?: { get(): string };
   instanceId?: string;
   options?: { collection?: string };
-  mongodb?: { collection(name: string): { updateMany(filter: object, update: object): Promise<{ modifiedCount?: number }> } } | false;
+  mongodb?: { collection(name: string): QueueCollection } | false;
+}
+
+/**
+ * ZoneMTA caches a failed connection as the destination's for 2 minutes (its senders' SETCACHE,
+ * kept in the main process's queue cache): every delivery to that destination from the zone is then
+ * deferred on ZoneMTA's own schedule (5 minutes first) without being tried. A delivery whose binding
+ * left this node between fetch and connection fails its connection hook the same way, though the
+ * destination is fine: one move made a zone's mail for that domain wait 5 minutes (seen in the ZoneMTA
+ * failover test). So such a failure (code EBINDINGMOVED) is not cached; anything else is, as before.
+ */
+function keepMoveErrorsOutOfCache(queue: ZoneMtaQueue | false): void {
+  const cache = queue ? (queue as { cache?: { set?: (key: string, value: unknown, ttl?: number) => unknown } }).cache : undefined;
+  if (!cache || typeof cache.set !== 'function') return;
+  const set = cache.set.bind(cache);
+  cache.set = (key: string, value: unknown, ttl?: number) => ((value as { code?: string } | null)?.code === ErrorCodes.BINDING_MOVED ? undefined : set(key, value, ttl));
+}
+
+/** ZoneMTA's in-memory QueueLocker (MailQueue.locks, ZoneMTA 3.10), if it has the shape the takeover relies on. */
+function lockerOf(queue: ZoneMtaQueue | false): DeliveryLocker | null {
+  const locks = queue ? (queue as { locks?: Partial<DeliveryLocker> }).locks : undefined;
+  return locks && locks.locks instanceof Map && typeof locks.release === 'function' ? (locks as DeliveryLocker) : null;
+}
+
+/** ZoneMTA's queue as the takeover sees it, once it has its database. */
+function sharedQueueOf(queue: ZoneMtaQueue | false): SharedQueue | null {
+  if (!queue || !queue.mongodb || !queue.instanceId) return null;
+  return { instanceId: queue.instanceId, collection: queue.options?.collection ?? 'zone-queue', mongodb: queue.mongodb };
 }
 
 /** How far in the future a relayed message is queued until it is assigned to this node. */
@@ -117,12 +166,26 @@ export async function init(app: ZoneMtaApp): Promise<void> {
     const { options, resolved } = resolvePluginOptions('ZoneMTA', app.config);
     checkContexts(app.config.enabled);
     if (context === 'main') {
+      const takeoverMs = queueTakeoverMsOf(app.config);
+      // ZoneMTA loads the main process's plugins after its queue is up.
+      const queue = sharedQueueOf(app.getQueue());
+      if (queue && takeoverMs) {
+        const since = await joinSharedQueue(queue, resolved.cluster.id, resolved.node, takeoverMs, log);
+        writeQueueFence(queueFenceFile(stateFileOf(options, resolved)), { pid: process.pid, instanceId: queue.instanceId, collection: queue.collection, since });
+      }
+      keepMoveErrorsOutOfCache(app.getQueue());
       clusterProcess = await startClusterProcess('zonemta', options, resolved, (message) => dropIntoQueue(app, app.config, message), log);
+      if (queue && takeoverMs) {
+        const cluster = clusterProcess.cluster;
+        const locker = lockerOf(app.getQueue());
+        followQueueTakeover({ queue, clusterId: resolved.cluster.id, node: resolved.node, afterMs: takeoverMs, peers: cluster, livePeers: cluster.status().peers.filter((p) => p.live).map((p) => p.node), log, ...(locker ? { locker } : {}) });
+      }
     } else if (context === 'receiver') {
       initReceiver(app, workerView(options, resolved));
     } else if (context === 'sender') {
       const view = workerView(options, resolved);
-      initSender(app, app.config, view, createRelayGateway(options, resolved, view, log));
+      const fenceFile = queueTakeoverMsOf(app.config) ? queueFenceFile(stateFileOf(options, resolved)) : null;
+      initSender(app, app.config, view, createRelayGateway(options, resolved, view, log), fenceFile);
     }
   } catch (error) {
     log('error', `cannot start: ${(error as Error).message}`);
@@ -131,6 +194,12 @@ export async function init(app: ZoneMtaApp): Promise<void> {
     setImmediate(() => process.exit(78));
     throw error;
   }
+}
+
+function queueTakeoverMsOf(options: ZoneMtaPluginOptions): number {
+  const value = options.queueTakeoverMs ?? 30_000;
+  if (!(Number.isFinite(value) && value >= 0)) throw new PluginConfigError('ZoneMTA', '"queueTakeoverMs" must be a number of milliseconds >= 0 (0: a gone node keeps its queue until it returns)');
+  return value;
 }
 
 function checkContexts(enabled: ZoneMtaPluginOptions['enabled']): void {
@@ -162,11 +231,12 @@ export function bindingOf(options: ZoneMtaPluginOptions, view: BindingView, deli
   return view.binding(delivery.sendingZone) ? delivery.sendingZone : undefined;
 }
 
-function initSender(app: ZoneMtaApp, options: ZoneMtaPluginOptions, view: BindingView, gateway: RelayGateway): void {
+function initSender(app: ZoneMtaApp, options: ZoneMtaPluginOptions, view: BindingView, gateway: RelayGateway, fenceFile: string | null): void {
   const holderWaitMs = options.holderWaitMs ?? 15_000;
   const moveRetryMs = options.moveRetryMs ?? 2_000;
 
   app.addHook('sender:fetch', async (delivery: Delivery) => {
+    if (fenceFile) await checkStillOurs(app, delivery, fenceFile, holderWaitMs, moveRetryMs);
     const name = bindingOf(options, view, delivery);
     if (!name) return;
     const info = await waitForHolder(view, name, holderWaitMs);
@@ -207,7 +277,8 @@ function initSender(app: ZoneMtaApp, options: ZoneMtaPluginOptions, view: Bindin
     const info = view.binding(name);
     if (!info || !info.local || info.state !== 'owned') {
       deferForMove(delivery, moveRetryMs);
-      throw temporaryError(`binding ${name} left this node before connecting (holder ${info?.holder ?? 'nobody'}); trying again in ${moveRetryMs} ms from its holder`);
+      // Coded, so the main process does not cache it as the destination's failure (keepMoveErrorsOutOfCache).
+      throw Object.assign(temporaryError(`binding ${name} left this node before connecting (holder ${info?.holder ?? 'nobody'}); trying again in ${moveRetryMs} ms from its holder`), { code: ErrorCodes.BINDING_MOVED });
     }
     connectOptions.localAddress = info.address;
   });
@@ -228,6 +299,36 @@ function deferForMove(delivery: Delivery, retryMs: number): void {
   // ZoneMTA takes the wait at index `count` of the delivery's own deferTimes.
   delivery.deferTimes = Array.from({ length: count + 1 }, () => retryMs);
   delivery.updates = { ...delivery.updates, $inc: { ...delivery.updates?.$inc, '_deferred.count': 0 } };
+}
+
+/**
+ * How long a delivery handed back to a peer that has it locked waits before it can be fetched again:
+ * longer than a delivery takes, so that peer, sending it now, finishes (and removes it) first.
+ */
+const HANDED_BACK_LOCKED_RETRY_MS = 60_000;
+
+/**
+ * A sender fetching on a node that shares its queue: only once the main process has joined the
+ * queue (no takeover of this node can start after that), and only if the delivery's entry is still
+ * this node's. One a peer took over while this node was booting is handed back:
+ * deferred (which is how a ZoneMTA sender lets go of a delivery) with its entry reassigned to the
+ * new owner; due again at once (after `retryMs`) unless the new owner has it locked, since a
+ * deferral also unlocks it and a peer sending it must finish first.
+ */
+async function checkStillOurs(app: ZoneMtaApp, delivery: Delivery, fenceFile: string, waitMs: number, retryMs: number): Promise<void> {
+  let fence: QueueFence | null = null;
+  for (const deadline = Date.now() + waitMs; !(fence = readQueueFence(fenceFile)) && Date.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 50));
+  if (!fence) {
+    deferForMove(delivery, retryMs);
+    throw temporaryError(`this node has not joined its shared queue yet (no ${fenceFile} from its main process); trying again in ${retryMs} ms`);
+  }
+  const queue = app.getQueue();
+  if (!queue || !queue.mongodb) return;
+  const taken = await takenOverFrom(delivery as Delivery & LockedDelivery, fence, queue.mongodb);
+  if (!taken) return;
+  deferForMove(delivery, taken.locked ? HANDED_BACK_LOCKED_RETRY_MS : retryMs);
+  if (taken.owner) delivery.updates = { ...delivery.updates, assigned: taken.owner };
+  throw temporaryError(`${delivery.id}.${delivery.seq} was taken over by queue instance ${taken.owner ?? '(sent already)'} while this node was away; handing it back`);
 }
 
 /** Assigns the deliveries of queue entry `id` to this ZoneMTA instance and makes them due now. */

@@ -39,6 +39,8 @@ export interface FlowCounts {
   cut: number;
   refused421: number;
   resetBeforeBanner: number;
+  /** Message ids accepted and never at the sink. */
+  undeliveredIds: string[];
   /** Everything above plus the failed attempts, for an assertion message. */
   report: string;
 }
@@ -180,7 +182,7 @@ export async function runFlow<B extends string>(
       // For the post-mortem: every MTA's output, next to the report.
       for (const [node, p] of mtas) fs.writeFileSync(path.join(os.tmpdir(), `mta-vip-flow-${node}.log`), p.stdout + p.stderr);
     }
-    return { ...counts, report };
+    return { ...counts, undeliveredIds: undelivered, report };
   } finally {
     await clientProc.stop().catch(() => undefined);
   }
@@ -232,6 +234,8 @@ export interface TwoNodeCluster {
   adminPort: number;
   /** Kills whatever is left of a node's processes and starts its MTA again, resolving once it is up. */
   restart(node: string): Promise<unknown>;
+  /** For a failure's report: what the MTAs' queue holds for the given message ids (ZoneMTA's shared queue). */
+  describeQueue?(messageIds: string[]): Promise<string>;
 }
 
 /** Waits until each VIP of `expected` is on its node, and only there. */
@@ -281,6 +285,9 @@ export async function assertMailSurvivesFailover<B extends string>(cluster: TwoN
     await cluster.restart(second);
     await settled(cluster, home, 30_000);
   });
+  if (cluster.describeQueue && (counts.stranded || counts.delivered < counts.accepted)) {
+    counts.report += `\nqueue: ${await cluster.describeQueue(counts.undeliveredIds).catch((error: Error) => `(could not read: ${error.message})`)}`;
+  }
   assert.ok(counts.accepted >= 200, `at least 200 messages flowed (${counts.accepted}): ${counts.report}`);
   assert.deepEqual(
     { accepted: counts.accepted, delivered: counts.delivered, duplicated: counts.duplicated, wrongIp: counts.wrongIp, stranded: counts.stranded, silent: counts.silent, cut: counts.cut },
