@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Runs the compiled test suites with node's built-in test runner.
-//   node test/run.js            every suite (unit, sim, then netns)
+//   node test/run.js            every suite (unit, package, sim, then netns)
 //   node test/run.js unit       pure tests only, no privileges needed
+//   node test/run.js package    the packed package installed into an empty project
 //   node test/run.js sim        the deterministic cluster simulation (2,000 seeded schedules)
 //   node test/run.js netns      multi-node tests in network namespaces (root)
 // Namespace tests make namespaces named after MTA_VIP_RUN_ID; after the run this
@@ -13,7 +14,7 @@ const path = require('node:path');
 const crypto = require('node:crypto');
 
 const root = path.resolve(__dirname, '..');
-const suites = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'sim', 'netns'];
+const suites = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'package', 'sim', 'netns'];
 
 function testFiles(dir) {
   if (!fs.existsSync(dir)) return [];

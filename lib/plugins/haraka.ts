@@ -2,7 +2,7 @@
  * mta-vip as a Haraka plugin.
  *
  * Install: a file `plugins/mta_vip.js` in the Haraka directory containing
- *   Object.assign(exports, require('mta-vip/dist/lib/plugins/haraka'));
+ *   Object.assign(exports, require('mta-vip/haraka'));
  * listed in `config/plugins`, with its options in `config/mta_vip.json`
  * (see the README, "ZoneMTA and Haraka plugins"). Haraka copies these functions onto its plugin object,
  * so `this` is the plugin (its config, logger and register_hook).

@@ -2,7 +2,7 @@
  * mta-vip as a ZoneMTA plugin.
  *
  *   plugins: {
- *     'modules/mta-vip/dist/lib/plugins/zonemta': {
+ *     [require.resolve('mta-vip/zonemta')]: {
  *       enabled: ['main', 'receiver', 'sender'],
  *       cluster: { node, cluster: { id, secret, bind, peers }, listeners, bindings, vips },
  *       zones: { default: 'acme' },      // sending zone -> binding name

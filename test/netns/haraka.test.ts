@@ -34,7 +34,7 @@ describe('Haraka plugin in the real Haraka', { skip: labSkipReason() ?? mtaSkipR
   const blocks = readmeBlocks('Haraka (');
   const [pluginFile, pluginsList, relayIni, relayAcl, smtpIni, json] = blocks.map((block) => block.text);
   assert.equal(blocks.length, 6, 'the README\'s Haraka section has its six blocks');
-  assert.match(pluginFile as string, /require\('mta-vip\/dist\/lib\/plugins\/haraka'\)/);
+  assert.match(pluginFile as string, /require\('mta-vip\/haraka'\)/);
   assert.match(smtpIni as string, /nodes=2/);
 
   function harakaFiles(node: string): Record<string, string> {

@@ -36,7 +36,7 @@ describe('ZoneMTA plugin in the real ZoneMTA', { skip: skipReason() }, () => {
   const blocks = readmeBlocks('ZoneMTA (');
   const readmeConfig = blocks[0]?.text as string;
   assert.equal(blocks[0]?.lang, 'js');
-  assert.match(readmeConfig, /require\.resolve\('mta-vip\/dist\/lib\/plugins\/zonemta'\)/);
+  assert.match(readmeConfig, /require\.resolve\('mta-vip\/zonemta'\)/);
 
   /** ZoneMTA's config file: the README's, run as written, then what differs per lab. */
   function configFile(node: string): string {
