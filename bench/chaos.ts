@@ -31,7 +31,7 @@ import { MtaProcesses } from '../test/netns/lib/mta-servers';
 import { startMta, tempDir, type MtaNode } from '../test/netns/lib/mta-lab';
 import { DEFAULT_HEARTBEAT_MS, DEFAULT_PORT } from '../lib/core/config';
 import { analyseChaos, type AppliedFault, type ChaosReport } from './lib/chaos-analysis';
-import { planFaults, type Fault } from './lib/chaos-plan';
+import { FAULT_KINDS, planFaults, type Fault, type FaultKind } from './lib/chaos-plan';
 import { formatTable, gitSource, RESULTS_DIR } from './lib/bench-common';
 
 const SECRET = 'chaos campaign secret, long enough';
@@ -48,6 +48,8 @@ export interface ChaosOptions {
   nodes: number;
   maxHoldMs?: number;
   maxCalmMs?: number;
+  /** Draw only these kinds of fault (default every kind). */
+  kinds?: readonly FaultKind[];
   /** Progress lines on stderr. */
   progress?: (line: string) => void;
 }
@@ -135,7 +137,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
   const started = Date.now();
   const say = options.progress ?? (() => undefined);
   const topology = chaosTopology(options.nodes);
-  const plan = planFaults({ seed: options.seed, faults: options.faults, nodes: topology.nodes, bindings: topology.bindings.map((b) => b.name), ...(options.maxHoldMs ? { maxHoldMs: options.maxHoldMs } : {}), ...(options.maxCalmMs !== undefined ? { maxCalmMs: options.maxCalmMs } : {}) });
+  const plan = planFaults({ seed: options.seed, faults: options.faults, nodes: topology.nodes, bindings: topology.bindings.map((b) => b.name), ...(options.maxHoldMs ? { maxHoldMs: options.maxHoldMs } : {}), ...(options.maxCalmMs !== undefined ? { maxCalmMs: options.maxCalmMs } : {}), ...(options.kinds ? { kinds: options.kinds } : {}) });
   const lab = await Lab.create({ hosts: [...topology.nodes, 'client', 'sink'] });
   const dir = tempDir();
   const helpers = new MtaProcesses(lab);
@@ -358,8 +360,15 @@ async function main(): Promise<void> {
       'max-hold-ms': { type: 'string' },
       'max-calm-ms': { type: 'string' },
       out: { type: 'string' },
+      kinds: { type: 'string' },
     },
   });
+  const kinds = values.kinds?.split(',').map((k) => k.trim()) as FaultKind[] | undefined;
+  const unknownKind = kinds?.find((k) => !FAULT_KINDS.includes(k));
+  if (kinds && (unknownKind !== undefined || !kinds.length)) {
+    process.stderr.write(`chaos: --kinds takes a comma-separated list of ${FAULT_KINDS.join(', ')}; ${JSON.stringify(unknownKind ?? values.kinds)} is not one\n`);
+    process.exit(64);
+  }
   const integer = (name: string, value: string | undefined, min: number, max: number): number | undefined => {
     if (value === undefined) return undefined;
     const n = Number(value);
@@ -376,6 +385,7 @@ async function main(): Promise<void> {
     nodes: integer('nodes', values.nodes, 3, 5) ?? 3 + (seed % 3),
     ...(values['max-hold-ms'] ? { maxHoldMs: integer('max-hold-ms', values['max-hold-ms'], 100, 60_000) as number } : {}),
     ...(values['max-calm-ms'] ? { maxCalmMs: integer('max-calm-ms', values['max-calm-ms'], 0, 60_000) as number } : {}),
+    ...(kinds ? { kinds } : {}),
     progress: (line) => process.stderr.write(`${line}\n`),
   });
   const out = values.out ?? path.join(RESULTS_DIR, 'chaos.json');

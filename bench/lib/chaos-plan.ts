@@ -57,6 +57,8 @@ export interface PlanOptions {
   maxHoldMs?: number;
   /** Longest calm gap. Default 1,500 ms. */
   maxCalmMs?: number;
+  /** The kinds to draw from (a campaign on one weakness). Default every kind. */
+  kinds?: readonly FaultKind[];
 }
 
 /** The plan for one campaign; the same options give the same plan. */
@@ -66,9 +68,11 @@ export function planFaults(options: PlanOptions): Fault[] {
   const rng = new Rng(options.seed);
   const maxHold = options.maxHoldMs ?? 2500;
   const maxCalm = options.maxCalmMs ?? 1500;
+  const kinds = options.kinds ?? FAULT_KINDS;
+  if (!kinds.length || kinds.some((k) => !FAULT_KINDS.includes(k))) throw new RangeError(`chaos: kinds must be some of ${FAULT_KINDS.join(', ')}, got ${kinds.join(', ')}`);
   const faults: Fault[] = [];
   for (let index = 0; index < options.faults; index++) {
-    const kind = rng.pick(FAULT_KINDS);
+    const kind = rng.pick(kinds);
     const node = rng.pick(options.nodes);
     // Mostly short holds (a blip of loss, a short GC pause) with a tail of long ones.
     const holdMs = Math.round(100 + (maxHold - 100) * rng.next() ** 2);
