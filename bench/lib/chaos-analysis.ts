@@ -92,6 +92,13 @@ export function analyseChaos(t: ChaosTimeline): ChaosReport {
   /** Running, not stopped, link up, for at least a grace (a restarted or resumed node first listens); `recent`: faults active or healed less than a grace ago. */
   const eligible = (node: string, recent: AppliedFault[]): boolean => !recent.some((f) => f.node === node && STOPPING.has(f.kind));
   const brokenExcused = (binding: string | undefined, recent: AppliedFault[]): boolean => binding !== undefined && recent.some((f) => f.kind === 'broken' && f.binding === binding);
+  /**
+   * A fault that can take one of the VIP's declarers out of the election (down, stopped, cut
+   * off, deaf or mute): begun during an orphan, it may have hit the node the others had just
+   * elected, which they learn only after dead-after again. The bound then counts from it.
+   */
+  const hitsDeclarer = (f: AppliedFault, declarers: readonly string[]): boolean =>
+    f.kind === 'partition' ? declarers.some((d) => (f.side ?? []).includes(d)) && declarers.some((d) => !(f.side ?? []).includes(d)) : f.kind !== 'loss' && f.kind !== 'broken' && declarers.includes(f.node);
 
   const report: ChaosReport = {
     dualConnected: { count: 0, longestMs: 0, totalMs: 0, overBound: [] },
@@ -172,6 +179,15 @@ export function analyseChaos(t: ChaosTimeline): ChaosReport {
         }
         // An excused stretch (no healthy declarer, or BROKEN) restarts the clock.
         if (!blamed) orphan.blamedFrom = null;
+        // So does a fault begun meanwhile on a declarer (see hitsDeclarer).
+        else if (orphan.blamedFrom !== null) {
+          const blamedFrom: number = orphan.blamedFrom;
+          const later = current.filter((f) => f.fromMs > blamedFrom && hitsDeclarer(f, vip.declarers));
+          if (later.length) {
+            orphan.blamedFrom = Math.max(...later.map((f) => f.fromMs));
+            orphan.faults = [...new Set([...orphan.faults, ...later.map((f) => f.index)])];
+          }
+        }
       } else {
         closeOrphan(at);
       }

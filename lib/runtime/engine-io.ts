@@ -15,6 +15,8 @@ export interface EnginePeer extends PeerSnapshot {
   leaving: boolean;
   moves: ReadonlyMap<string, { node: string; seq: number }>;
   neighbours: ReadonlyArray<{ address: string; mac: string }>;
+  /** What we hold of it matches its latest heartbeat (the membership's `complete`); unknown counts as current. */
+  complete?: boolean;
 }
 
 export type PeerChange = { kind: 'up'; node: string; address: string } | { kind: 'down'; node: string; address: string; reason: string } | { kind: 'restart' | 'change'; node: string };

@@ -31,6 +31,9 @@ import { cidrOf, VipOperations, type OperationContext, type Slot } from './vip-o
  */
 export const RELEASE_CHUNK = 256;
 
+/** Back from a cut link: the way of a peer's heartbeat, beyond its period (see rejoinAfterCut). */
+const REJOIN_SLACK_MS = 10;
+
 export interface EngineOptions {
   /** After a listen or address failure, the VIP is tried again this much later. */
   retryUnhealthyMs: number;
@@ -76,6 +79,11 @@ export class VipEngine {
   private closing = false;
   private startedAt = 0;
   private settleUntil = Infinity;
+  /**
+   * Back from a cut link, settling also needs every live peer's documents current, until this
+   * time at the latest (see rejoinAfterCut).
+   */
+  private currentBy = -Infinity;
   private nextReannounceAll: number | null = null;
   private declarationsDue: number | null = null;
   private lastWake: number | null = null;
@@ -230,7 +238,12 @@ export class VipEngine {
   }
 
   isSettled(now: number): boolean {
-    return now >= this.settleUntil;
+    return now >= this.settleUntil && (now >= this.currentBy || this.peersCurrent());
+  }
+
+  /** What we hold of every live peer matches its latest heartbeat. */
+  private peersCurrent(): boolean {
+    return this.peers.every((p) => !p.live || p.leaving || p.complete !== false);
   }
 
   get quorum(): boolean {
@@ -296,7 +309,7 @@ export class VipEngine {
     // out of the view, and what its heartbeats say it holds cannot be read: acquiring now could
     // take every VIP it holds (a joining standby did, 1,000 at once). Wait for its declaration.
     this.declarationsDue = declarationsDueBy(this.peers, t, this.options.declarationWaitMs);
-    const settled = t >= this.settleUntil && this.declarationsDue === null;
+    const settled = this.isSettled(t) && this.declarationsDue === null;
     const view = this.view(t);
     const assignment = elect(view, electOptions(this.config, this.knownNodes, this.peers));
     this.assignment = assignment;
@@ -383,7 +396,7 @@ export class VipEngine {
       effect: (effect) => void this.effects.push(effect),
       emit: (event) => this.emit(event),
       count: (name, by) => this.count(name, by),
-      markUnhealthy: (ip, reason, detail) => this.markUnhealthy(ip, reason, detail),
+      markUnhealthy: (ip, reason, detail, linkWentDown) => this.markUnhealthy(ip, reason, detail, linkWentDown),
       publishNow: () => this.publishNow(),
       publishSoon: () => void (this.publishDue = true),
       bindingsChanged: () => this.refreshBindings(this.view(this.now)),
@@ -410,7 +423,19 @@ export class VipEngine {
    * with each failure in a row, capped at 16 times its base, so a node that cannot serve a VIP
    * (a port taken, an address refused) does not take it back and drop it on a fixed cycle.
    */
-  private markUnhealthy(ip: string, reason: UnhealthyReason, detail: string): void {
+  private markUnhealthy(ip: string, reason: UnhealthyReason, detail: string, linkWentDown = false): void {
+    if (linkWentDown) {
+      // Not this VIP's failure: no back-off (the chaos campaign: a VIP whose link went down
+      // during its acquisition, or whose IPv6 address the kernel flushed at link down, stayed
+      // unelectable here 10 s after the link was back, and unserved when this was its last
+      // declarer). Link-down health keeps it off this node while the link is down.
+      const delay = this.config.timers.deadAfterMs;
+      const text = `${detail} (its link went down; retried in ${delay} ms)`;
+      this.health.fail(ip, reason, text, this.now + delay);
+      this.emit({ name: 'unhealthy', args: [{ ip, reason, detail: text }] });
+      this.publishDue = true;
+      return;
+    }
     const failures = (this.failures.get(ip) ?? 0) + 1;
     this.failures.set(ip, failures);
     // A holder we cannot hear may vanish without a sign (its host lost power): look again every
@@ -427,15 +452,14 @@ export class VipEngine {
   private onLink(ifname: string, usable: boolean): void {
     if (!this.health.setLink(ifname, usable)) return;
     this.count('link_changes_total');
-    // Back from a dead link we know nothing current about the peers (they timed out here
-    // while we were cut off): listen one dead-after period before acquiring, as at boot. After
-    // a blip shorter than dead-after minus a heartbeat nobody can have declared us dead, and
-    // our view is still current: listening would only leave our VIPs without a holder longer.
+    // After a blip shorter than dead-after minus a heartbeat nobody can have declared us dead,
+    // and our view is still current: take our VIPs back at once. After a longer cut, peers may
+    // have taken them meanwhile and we heard nothing of it: rejoin first (rejoinAfterCut).
     const downFor = this.now - (this.linkDownAt.get(ifname) ?? -Infinity);
     if (!usable) this.linkDownAt.set(ifname, this.now);
     else this.linkDownAt.delete(ifname);
     if (usable) {
-      if (downFor >= this.config.timers.deadAfterMs - this.config.timers.heartbeatMs) this.resettle();
+      if (downFor >= this.config.timers.deadAfterMs - this.config.timers.heartbeatMs) this.rejoinAfterCut();
       // Announcements made while the link was down went nowhere, and clients may have followed
       // another node's meanwhile.
       for (const slot of this.slots.values()) if (slot.vip.interface === ifname && slot.state === 'held') this.reannounceAt.set(slot.vip.ip, this.now);
@@ -527,6 +551,7 @@ export class VipEngine {
       this.assignment?.nextWakeup ?? null,
       this.health.nextRetry(),
       t < this.settleUntil && Number.isFinite(this.settleUntil) ? this.settleUntil : null,
+      t < this.currentBy && Number.isFinite(this.currentBy) ? this.currentBy : null,
       this.declarationsDue,
       this.nextReannounceAll,
       ...this.reannounceAt.values(),
@@ -546,6 +571,22 @@ export class VipEngine {
     const heldHere = new Map<string, number>();
     for (const slot of this.slots.values()) if (slot.state === 'held' || slot.state === 'restoring') heldHere.set(slot.vip.ip, slot.epoch);
     return bindingInfos(this.node, view, this.assignment, heldHere, this.config.bindings);
+  }
+
+  /**
+   * Back from a cut link: no acquisitions until one heartbeat period (plus slack for the
+   * packets' way) has brought a heartbeat from every live peer (they go out on the same
+   * wall-clock boundaries everywhere) and what we hold of each matches it, at the latest one
+   * dead-after period. Not a whole dead-after period, as at boot: peers that did not declare us
+   * dead still name us owner of what we gave up at link down, and nobody serves it while we
+   * listen (the chaos campaign: an outage of 160-230 ms left VIPs unserved 345-440 ms). A
+   * takeover begun by a peer just before our return is seen in its holdings, or on the wire
+   * by our probe, or settled as a clash. Unlike a stall, no stale packet can be queued for us.
+   */
+  private rejoinAfterCut(): void {
+    const { heartbeatMs, deadAfterMs } = this.config.timers;
+    this.settleUntil = Math.max(Number.isFinite(this.settleUntil) ? this.settleUntil : 0, this.now + heartbeatMs + REJOIN_SLACK_MS);
+    this.currentBy = Math.max(this.currentBy, this.now + deadAfterMs);
   }
 
   /** No acquisitions for one dead-after period (releases still happen). */

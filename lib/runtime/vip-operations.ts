@@ -33,8 +33,13 @@ export interface OperationContext {
   effect(effect: Effect): void;
   emit(event: EngineEvent): void;
   count(name: string, by?: number): void;
-  /** Marks `ip` unhealthy here until the retry back-off ends (peers elect someone else). */
-  markUnhealthy(ip: string, reason: UnhealthyReason, detail: string): void;
+  /**
+   * Marks `ip` unhealthy here until the retry back-off ends (peers elect someone else).
+   * `linkWentDown`: the operation failed because its interface went down under it (ENETDOWN):
+   * the link, not the VIP, failed; link-down health covers it from the watch event on, so the
+   * VIP is tried again soon after instead of after a back-off that outlives the link's return.
+   */
+  markUnhealthy(ip: string, reason: UnhealthyReason, detail: string, linkWentDown?: boolean): void;
   /** Tells peers and the reaper now (before the effects that follow). */
   publishNow(): void;
   publishSoon(): void;
@@ -158,8 +163,10 @@ export class VipOperations {
       this.ctx.emit({ name: 'address-restored', args: [{ ip: slot.vip.ip, interface: slot.vip.interface }] });
       return;
     }
+    // An IPv6 address is flushed when its link goes down (keep_addr_on_down=0), before the
+    // watch event says the link is down: the restore then fails with ENETDOWN.
     const detail = `${slot.vip.ip} was removed from ${slot.vip.interface} and could not be restored: ${result.error.message}`;
-    this.ctx.markUnhealthy(slot.vip.ip, 'address-failed', detail);
+    this.ctx.markUnhealthy(slot.vip.ip, 'address-failed', detail, linkWentDown(result.error));
     this.ctx.emit({ name: 'error', args: [{ ip: slot.vip.ip, operation: 'restore address', error: result.error }] });
     this.ctx.transition(slot, 'restore-failed');
   }
@@ -317,7 +324,7 @@ export class VipOperations {
    */
   private giveUp(ip: string, step: string, error: Error, takeDown: boolean | null): void {
     const reason: UnhealthyReason = step === 'start services' ? 'listen-failed' : step === 'announce' || step === 'probe' ? 'announce-failed' : 'address-failed';
-    this.ctx.markUnhealthy(ip, reason, `${step} for ${ip} failed: ${error.message}`);
+    this.ctx.markUnhealthy(ip, reason, `${step} for ${ip} failed: ${error.message}`, linkWentDown(error));
     this.ctx.count('acquire_failures_total');
     this.ctx.emit({ name: 'error', args: [{ ip, operation: `acquire (${step})`, error }] });
     if (takeDown === null) return;
@@ -327,6 +334,11 @@ export class VipOperations {
     this.inFlight.set(op, { kind: 'take-down', ip });
     this.ctx.effect({ type: 'take-down', op, ip, ifname: slot.vip.interface, cidr: cidrOf(slot.vip), services: takeDown });
   }
+}
+
+/** The operation failed because its interface is down (the link, not the VIP, failed). */
+function linkWentDown(error: Error): boolean {
+  return (error as NodeJS.ErrnoException).code === 'ENETDOWN';
 }
 
 export function cidrOf(vip: ResolvedVip): string {

@@ -271,6 +271,10 @@ export class SimNode implements NetHost, WireHost {
     return 0.05 + this.rng.next() * 2;
   }
 
+  private linkDown(): Error | null {
+    return this.linkUp ? null : Object.assign(new Error('simulated: Network is down (ENETDOWN)'), { code: 'ENETDOWN' });
+  }
+
   private fail(p: number, code: string): Error | null {
     if (!this.rng.chance(p)) return null;
     return Object.assign(new Error(`simulated ${code}`), { code });
@@ -302,7 +306,8 @@ export class SimNode implements NetHost, WireHost {
         return;
       }
       case 'probe': {
-        const error = this.fail(this.faults.probe, 'EPERM');
+        // As the kernel does: a packet socket on a down interface fails with ENETDOWN.
+        const error = this.linkDown() ?? this.fail(this.faults.probe, 'EPERM');
         if (error) return this.done(this.latency(), { op: effect.op, kind: 'probe', ok: false, error });
         const found = new Map<string, string | null>();
         for (const ip of effect.ips) {
@@ -326,7 +331,7 @@ export class SimNode implements NetHost, WireHost {
         return this.done(this.latency(), { op: effect.op, kind: 'bring-up', ip: effect.ip, ok: true });
       }
       case 'announce': {
-        const error = this.fail(this.faults.announce, 'ENETDOWN');
+        const error = this.linkDown() ?? this.fail(this.faults.announce, 'ENOBUFS');
         if (error) return this.done(this.latency(), { op: effect.op, kind: 'announce', ok: false, error });
         for (const ip of effect.ips) this.announce(ip);
         return this.done(this.latency(), { op: effect.op, kind: 'announce', ok: true });
@@ -348,7 +353,8 @@ export class SimNode implements NetHost, WireHost {
         return;
       }
       case 'restore': {
-        const error = this.fail(this.faults.addAddress, 'EPERM');
+        // The address goes back, but its announcement cannot leave a down link.
+        const error = this.fail(this.faults.addAddress, 'EPERM') ?? this.linkDown();
         if (error) return this.done(this.latency(), { op: effect.op, kind: 'restore', ip: effect.ip, ok: false, error });
         this.wire.add(this, effect.ip);
         this.announce(effect.ip);

@@ -61,6 +61,8 @@ export interface SimResult {
 export interface SimOptions {
   /** Hears one line per engine event (for --trace). */
   trace?: (line: string) => void;
+  /** Hears each stretch a VIP went unserved while a healthy declarer ran, when it ends (ms). */
+  orphan?: (ip: string, ms: number, at: number) => void;
 }
 
 export async function simulate(schedule: Schedule, options: SimOptions = {}): Promise<SimResult> {
@@ -185,6 +187,8 @@ export async function simulate(schedule: Schedule, options: SimOptions = {}): Pr
         });
       const served = [...byName.values()].some((n) => n.running && n.engine?.stateOf(vip.ip) === 'held' && wire.has(n, vip.ip));
       if (vip.brokenBy || !net.clean || candidates.length === 0 || served) {
+        const since = orphanSince.get(vip.ip);
+        if (since !== undefined && options.orphan) options.orphan(vip.ip, Math.round((t - since) * 10) / 10, Math.round(since * 10) / 10);
         orphanSince.delete(vip.ip);
         continue;
       }

@@ -55,6 +55,22 @@ describe('chaos analysis', () => {
     assert.deepEqual(long.dualConnected.overBound.map((d) => [d.ms, d.hosts.sort()]), [[400, ['n1', 'n2']]]);
   });
 
+  test('an orphan counts from the last fault that hit a declarer while it lasted (the node just elected may be the one hit), not from one elsewhere or a loss', () => {
+    // n1's link goes down at 1000 (it gives the VIP up); n2, which the others then elect, loses
+    // its link at 1190; n3 takes the VIP 200 + 60 ms after that.
+    const first: AppliedFault = { index: 0, kind: 'link', node: 'n1', fromMs: 1000, toMs: 1190 };
+    const second: AppliedFault = { index: 1, kind: 'link', node: 'n2', fromMs: 1190, toMs: 2000 };
+    const r = analyseChaos(timeline([[0, 'n1', true], [1005, 'n1', false], [1450, 'n3', true]], [first, second]));
+    assert.equal(r.orphan.longestMs, 260);
+    assert.equal(r.orphan.overBound.length, 0);
+    // Loss, or a fault on a node that does not declare the VIP, restarts nothing.
+    for (const other of [{ ...second, kind: 'loss' as const }, { ...second, node: 'n4' }]) {
+      const t = timeline([[0, 'n1', true], [1005, 'n1', false], [1450, 'n3', true]], [first, other]);
+      t.nodes.push('n4');
+      assert.deepEqual(analyseChaos(t).orphan.overBound.map((o) => o.ms), [445]);
+    }
+  });
+
   test('a dual that began across a partition is not a violation; its tail after the merge is measured', () => {
     const cut: AppliedFault = { index: 0, kind: 'partition', node: 'n1', side: ['n1'], fromMs: 500, toMs: 2000 };
     const r = analyseChaos(timeline([[0, 'n1', true], [800, 'n2', true], [2300, 'n1', false]], [cut]));

@@ -171,6 +171,55 @@ test('failures in a row back off, doubling up to 16 times the base, and a succes
   assert.deepEqual(waits, [1000, 2000, 4000, 8000, 16000, 16000]);
 });
 
+test('an operation failed by its link going down (ENETDOWN) is no failure of the VIP: tried again after dead-after, not after a back-off', () => {
+  const engine = engineFor('n1');
+  step(engine, { type: 'start', now: 0, links: [{ ifname: 'eth0', usable: true }] });
+  const netDown = (): Error => Object.assign(new Error('probing addresses failed: Network is down (ENETDOWN, recvfrom)'), { code: 'ENETDOWN' });
+  for (const now of [201, 402, 603]) {
+    const probe = step(engine, { type: 'tick', now }).find((e) => e.type === 'probe') as Extract<Effect, { type: 'probe' }>;
+    assert.ok(probe, `probes at ${now}`);
+    engine.step({ type: 'done', now: now + 1, result: { op: probe.op, kind: 'probe', ok: false, error: netDown() } });
+    const ready = engine.ready();
+    const unhealthy = ready.events.find((e) => e.name === 'unhealthy')?.args[0] as { reason: string; detail: string };
+    assert.equal(unhealthy.reason, 'announce-failed');
+    assert.match(unhealthy.detail, /its link went down; retried in 200 ms\)$/);
+    assert.deepEqual(ready.effects.find((e) => e.type === 'wake'), { type: 'wake', at: now + 1 + 200 + 1 }, 'no doubling');
+  }
+  // A real failure afterwards starts the back-off at its base: the link's failures were not counted.
+  const probe = step(engine, { type: 'tick', now: 1000 }).find((e) => e.type === 'probe') as Extract<Effect, { type: 'probe' }>;
+  const bringUp = step(engine, { type: 'done', now: 1000, result: { op: probe.op, kind: 'probe', ok: true, found: new Map(), ms: 0 } }).find((e) => e.type === 'bring-up') as Extract<Effect, { type: 'bring-up' }>;
+  engine.step({ type: 'done', now: 1001, result: { op: bringUp.op, kind: 'bring-up', ip: VIP, ok: false, step: 'start services', error: new Error('EACCES') } });
+  assert.match((engine.ready().events.find((e) => e.name === 'unhealthy')?.args[0] as { detail: string }).detail, /failure 1 in a row; retried in 1000 ms/);
+});
+
+test('back from a cut link (longer than dead-after minus a heartbeat), a node acquires once every live peer is current, after one heartbeat period, not after dead-after', () => {
+  for (const current of [true, false]) {
+    // n1 preferred: its peer still names it owner of what it gave up at link down.
+    const extra: Partial<ClusterConfig> = { vips: { [VIP]: { preferred: 'n1' } } };
+    const engine = engineFor('n1', extra);
+    const n2 = (complete: boolean): EnginePeer => ({ ...peer('n2', true, [], extra), complete });
+    step(engine, { type: 'start', now: 0, links: [{ ifname: 'eth0', usable: true }] });
+    completeAcquisition(engine, step(engine, { type: 'tick', now: 201 }), 215);
+    assert.equal(engine.stateOf(VIP), 'held');
+    // n2 joins; the VIP stays here.
+    step(engine, { type: 'peers', now: 300, peers: [n2(true)], change: { kind: 'up', node: 'n2', address: '198.18.0.11' } });
+    assert.equal(engine.stateOf(VIP), 'held');
+    // Down for 180 ms: given up at once; the peer did not declare us dead (it names us owner still).
+    const down = step(engine, { type: 'link', now: 1000, ifname: 'eth0', usable: false });
+    const release = down.find((e) => e.type === 'release') as Extract<Effect, { type: 'release' }>;
+    step(engine, { type: 'done', now: 1001, result: { op: release.op, kind: 'release', ip: VIP, ok: true, drained: 0, reset: 0, lateReset: 0, timedOut: false, errors: [] } });
+    assert.equal(engine.stateOf(VIP), 'idle');
+    step(engine, { type: 'link', now: 1180, ifname: 'eth0', usable: true });
+    step(engine, { type: 'peers', now: 1200, peers: [n2(current)] });
+    assert.ok(!step(engine, { type: 'tick', now: 1230 }).some((e) => e.type === 'probe'), 'not within one heartbeat period (+10 ms) of the return');
+    const at1241 = step(engine, { type: 'tick', now: 1241 }).some((e) => e.type === 'probe');
+    assert.equal(at1241, current, current ? 'the peer is current: acquired one heartbeat period after the return' : 'the peer\'s documents are behind its heartbeat: wait for them');
+    if (!current) {
+      assert.ok(step(engine, { type: 'peers', now: 1300, peers: [n2(true)] }).some((e) => e.type === 'probe'), 'as soon as they are current');
+    }
+  }
+});
+
 test('an answer to the probe from a host we cannot hear blocks the takeover; a leftover of a refused address does not', () => {
   const engine = engineFor('n2');
   step(engine, { type: 'start', now: 0, links: [{ ifname: 'eth0', usable: true }] });
