@@ -415,6 +415,7 @@ export class VipEngine {
       },
       acquiredOk: (ip) => void this.failures.delete(ip),
       highestHeardEpoch: (ip) => this.heardEpochs.get(ip) ?? 0,
+      claimed: (ip, epoch) => void this.lastKnownEpochs.set(ip, Math.max(epoch, this.lastKnownEpochs.get(ip) ?? 0)),
     };
   }
 

@@ -52,6 +52,12 @@ export interface OperationContext {
    * refused our heartbeats).
    */
   leftoverExpected(ip: string, mac: string): boolean;
+  /**
+   * We claim `ip` at `epoch` (raised above the claims heard during the probe): a later claim of
+   * ours must outbid it too, after a release while nobody else claimed it higher (the
+   * simulation, seed 400637: re-acquired at its own epoch after a quorum loss).
+   */
+  claimed(ip: string, epoch: number): void;
   /** The highest epoch any peer advertises for `ip` now. */
   highestHeardEpoch(ip: string): number;
   /** An acquisition of `ip` succeeded: its failure back-off starts over. */
@@ -206,6 +212,7 @@ export class VipOperations {
       this.ctx.transition(slot, 'probed');
       // A claim heard during the probe (a peer acquiring too) must be outbid as well.
       slot.epoch = Math.max(slot.epoch, this.ctx.highestHeardEpoch(ip) + 1);
+      this.ctx.claimed(ip, slot.epoch);
     }
     this.ctx.publishNow();
     acquisition.later = acquisition.ips;

@@ -71,4 +71,14 @@ export const REGRESSION_SEEDS: Array<{ seed: number; nodes?: number; found: stri
       "n4 claimed 198.18.1.3 at epoch 1 after hearing epoch 1 during its probe: n2's claim arrived and was released within the " +
       'probe, and the claim step only looked at the peers as they were then (fixed: every epoch heard is kept and outbid)',
   },
+  {
+    seed: 400637,
+    found:
+      'n4 re-acquired 198.18.1.4 at epoch 3, its own last claim, after a release for lost quorum: the claim had been raised ' +
+      'during its probe above a peer\'s, and only the planned epoch was remembered (fixed: a raised claim is remembered)',
+  },
+  // The same cause, found by earlier campaigns and open until then.
+  { seed: 222859, found: 'an acquisition at an epoch already heard (a claim raised during the probe, not remembered)' },
+  { seed: 303574, found: 'an acquisition at an epoch already heard (a claim raised during the probe, not remembered)' },
+  { seed: 319690, found: 'an acquisition at an epoch already heard (a claim raised during the probe, not remembered)' },
 ];
