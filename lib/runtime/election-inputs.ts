@@ -6,9 +6,16 @@
 import { compareClaims, vipState, type Assignment, type ClusterView, type ElectOptions, type ResolvedConfig, type ResolvedVip, type VipFlags, type VipOutcome } from '../core';
 import type { EngineEvent, EnginePeer } from './engine-io';
 
-/** The election's options; configured peers never heard from still count towards a majority. */
+/**
+ * The election's options. Towards a majority counts every node seen (every peer in the table,
+ * live, dead or gone: one heard only saying goodbye too) and every configured peer never heard
+ * from. A node that rebooted and heard a peer only leave counted neither, so it found a
+ * majority where its peers (who knew that node) found none, and served alone (the simulation,
+ * seed 309285: the two sides disagreed and a VIP went unserved).
+ */
 export function electOptions(config: ResolvedConfig, knownNodes: ReadonlySet<string>, peers: readonly EnginePeer[]): ElectOptions {
   const known = new Set(knownNodes);
+  for (const peer of peers) known.add(peer.node);
   const heard = new Set(peers.map((p) => p.address));
   for (const peer of config.cluster.peers) {
     if (peer.ip !== config.cluster.bind && !heard.has(peer.ip)) known.add(`unheard ${peer.ip}`);

@@ -77,6 +77,12 @@ export const REGRESSION_SEEDS: Array<{ seed: number; nodes?: number; found: stri
       'n4 re-acquired 198.18.1.4 at epoch 3, its own last claim, after a release for lost quorum: the claim had been raised ' +
       'during its probe above a peer\'s, and only the planned epoch was remembered (fixed: a raised claim is remembered)',
   },
+  {
+    seed: 309285,
+    found:
+      'n3 rebooted and heard n2 only as it left: it counted neither n2 nor an unheard configured peer for it, found a majority ' +
+      'that n1 (which knew n2) did not, and named n1 owner of a VIP n1 would not serve without quorum (fixed: every peer in the table counts)',
+  },
   // The same cause, found by earlier campaigns and open until then.
   { seed: 222859, found: 'an acquisition at an epoch already heard (a claim raised during the probe, not remembered)' },
   { seed: 303574, found: 'an acquisition at an epoch already heard (a claim raised during the probe, not remembered)' },

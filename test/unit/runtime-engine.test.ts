@@ -12,6 +12,7 @@ import type { Clock } from '../../lib/runtime/ports';
 import { FakeNet } from './helpers/fake-net';
 import { DeclarationCache } from '../../lib/runtime/view-builder';
 import { nextState } from '../../lib/runtime/vip-lifecycle';
+import { electOptions } from '../../lib/runtime/election-inputs';
 
 const VIP = '198.18.1.1';
 
@@ -218,6 +219,19 @@ test('back from a cut link (longer than dead-after minus a heartbeat), a node ac
       assert.ok(step(engine, { type: 'peers', now: 1300, peers: [n2(true)] }).some((e) => e.type === 'probe'), 'as soon as they are current');
     }
   }
+});
+
+test('towards a majority count every peer in the table (one heard only leaving too) and every configured peer never heard', () => {
+  // n3 rebooted: it saw n1 come up, heard n2 only say goodbye, never heard n4 (configured).
+  const addresses = ['198.18.0.10', '198.18.0.11', '198.18.0.12', '198.18.0.13'];
+  const resolved = resolveConfig(
+    { ...configOf('n3'), quorum: true, cluster: { id: 'unit', secret: 'sixteen bytes at least!', bind: '198.18.0.12', peers: addresses } },
+    { hostname: 'n3', interfaces: [{ name: 'eth0', up: true, addresses: [{ family: 4, address: '198.18.0.12', prefix: 24 }] }] },
+  );
+  const n1 = { ...peer('n1', true), address: '198.18.0.10' };
+  const n2 = { ...peer('n2', false), address: '198.18.0.11', leaving: true };
+  const options = electOptions(resolved, new Set(['n3', 'n1']), [n1, n2]);
+  assert.deepEqual([...(options.quorum?.knownNodes ?? [])].sort(), ['n1', 'n2', 'n3', 'unheard 198.18.0.13'], 'four known: two live are no majority');
 });
 
 test('an answer to the probe from a host we cannot hear blocks the takeover; a leftover of a refused address does not', () => {
