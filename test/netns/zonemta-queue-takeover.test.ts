@@ -73,13 +73,19 @@ describe('queue takeover in a shared MongoDB queue', { skip: mtaSkipReason('zone
     });
   });
 
-  test('a node that beats between a peer\'s decision and its takeover keeps its queue (compare-and-set on the beat)', async () => {
-    const { clusterId, queue, entries } = await setUp();
-    await joinSharedQueue(queue('x'), clusterId, 'x', AFTER_MS, log);
+  /** x joined and then went silent; a saw its beat once and now again afterMs later, unchanged. */
+  async function xSilentForAfterMs() {
+    const setup = await setUp();
+    await joinSharedQueue(setup.queue('x'), setup.clusterId, 'x', AFTER_MS, log);
     let now = 0;
-    const a = new QueueTakeover({ queue: queue('a'), clusterId, node: 'a', afterMs: AFTER_MS, log, now: () => now }, new Set());
+    const a = new QueueTakeover({ queue: setup.queue('a'), clusterId: setup.clusterId, node: 'a', afterMs: AFTER_MS, log, now: () => now }, new Set());
     await a.tick();
     now = AFTER_MS;
+    return { ...setup, a, advance: (ms: number) => void (now += ms) };
+  }
+
+  test('a node that beats between a peer\'s decision and its takeover keeps its queue (compare-and-set on the beat)', async () => {
+    const { clusterId, queue, entries, a } = await xSilentForAfterMs();
     const decision = await a.decide();
     assert.deepEqual(decision.takeOver.map((g) => g.node), ['x']);
     // x comes back (a restart: its plugin's first beat) before a acts.
@@ -89,12 +95,7 @@ describe('queue takeover in a shared MongoDB queue', { skip: mtaSkipReason('zone
   });
 
   test('a node returning while a takeover of it is under way waits for it; its senders then know which of the deliveries they fetched before are no longer theirs', async () => {
-    const { clusterId, queue, entries } = await setUp();
-    await joinSharedQueue(queue('x'), clusterId, 'x', AFTER_MS, log);
-    let now = 0;
-    const a = new QueueTakeover({ queue: queue('a'), clusterId, node: 'a', afterMs: AFTER_MS, log, now: () => now }, new Set());
-    await a.tick();
-    now = AFTER_MS;
+    const { clusterId, queue, entries, a, advance } = await xSilentForAfterMs();
     const [gone] = (await a.decide()).takeOver;
     assert.ok(gone && (await a.claim(gone)), 'a claims the takeover');
     // x boots (ZoneMTA freed its locks and its senders fetched again: a lock of its new life).
@@ -115,7 +116,7 @@ describe('queue takeover in a shared MongoDB queue', { skip: mtaSkipReason('zone
     assert.equal(await takenOverFrom({ id: 'kept', seq: '001' }, fence, db), undefined, 'still its own: sent');
     assert.deepEqual(await takenOverFrom({ id: 'sent-by-a', seq: '001' }, fence, db), { owner: null, locked: false }, 'gone: its new owner sent it');
     // And no new takeover starts now that x beats.
-    now += 10 * AFTER_MS;
+    advance(10 * AFTER_MS);
     assert.equal(await a.tick(), 0);
     assert.equal((await entries()).kept?.assigned, 'x');
   });
