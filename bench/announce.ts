@@ -7,14 +7,15 @@
  *     for comparison 1,000 single probe() calls at once (Promise.all), which
  *     libuv's 4 worker threads run 4 at a time, each waiting its timeout;
  *   - add then remove 1,000 /32 addresses, one awaited call at a time;
- *   - interfaces() while those 1,000 addresses are present.
+ *   - interfaces() while those 1,000 addresses are present;
+ *   - the alias reaper removing 1,000 aliases once its node's pipe ends.
  * Each is repeated RUNS times after a warm-up; median and min are reported.
  *
  * Needs root. The process re-executes itself under `ip netns exec` with
  * MTA_VIP_BENCH_IN_NS=1, measures there and prints its result as JSON.
  * Prints one JSON line, then a short table.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 
 const RUNS = 7;
@@ -35,16 +36,21 @@ function vip6(i: number): string {
   return `2001:db8::bb:${i.toString(16)}`;
 }
 
-async function time(runs: number, body: () => Promise<void>): Promise<number[]> {
+/** Samples the alias reaper row measures itself (from its stdin's end, not from the set-up). */
+const reaperSamples: number[] = [];
+
+async function time(runs: number, body: () => Promise<void>, selfTimed = false): Promise<number[]> {
   await body(); // warm-up: first socket, thread pool, JIT
+  reaperSamples.length = 0;
   const samples: number[] = [];
   for (let i = 0; i < runs; i++) {
     const started = process.hrtime.bigint();
     await body();
     samples.push(Number(process.hrtime.bigint() - started) / 1e6);
   }
-  return samples;
+  return selfTimed ? [...reaperSamples] : samples;
 }
+
 
 function row(name: string, items: number, samples: number[]): Row {
   const sorted = [...samples].sort((a, b) => a - b);
@@ -87,6 +93,28 @@ async function measure(): Promise<Row[]> {
     const link = net.interfaces().find((l) => l.name === IFNAME);
     if (!link || link.addresses.length < VIPS) throw new Error('interfaces() is missing addresses');
   })));
+  // The guardian after its node died: from the end of its stdin (the node's pipe closing) to its
+  // exit, all 1,000 aliases reset and removed. Compare with the sequential removal row above.
+  // MTA_VIP_BENCH_BASELINE_REAPER=<another build's alias-reaper-main.js>: the same row for it, side by side.
+  const reapers: Array<[string, string]> = [['alias reaper: 1,000 aliases removed once its node ends', require.resolve('../lib/runtime/alias-reaper-main')]];
+  if (process.env.MTA_VIP_BENCH_BASELINE_REAPER) reapers.push([`  baseline reaper (${process.env.MTA_VIP_BENCH_BASELINE_REAPER})`, process.env.MTA_VIP_BENCH_BASELINE_REAPER]);
+  for (const [name, script] of reapers) rows.push(row(name, VIPS, await time(RUNS, async () => {
+    const present = new Set(net.interfaces().find((l) => l.name === IFNAME)?.addresses.map((a) => a.address));
+    for (const address of v4) if (!present.has(address)) await net.addAddress(IFNAME, `${address}/32`);
+    const reaper = spawn(process.execPath, [script], { stdio: ['pipe', 'ignore', 'ignore'] });
+    const exited = new Promise<void>((resolve) => reaper.once('exit', () => resolve()));
+    reaper.stdin.write(`${JSON.stringify(v4.map((address) => ({ ifname: IFNAME, cidr: `${address}/32` })))}\n`);
+    // The list is read before the end: wait for the reaper to have it (a check-in round trip is not offered; a short settle is).
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const started = process.hrtime.bigint();
+    reaper.stdin.end();
+    await exited;
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    const remaining = new Set(net.interfaces().find((l) => l.name === IFNAME)?.addresses.map((a) => a.address));
+    const left = v4.filter((address) => remaining.has(address)).length;
+    if (left) throw new Error(`the reaper left ${left} aliases`);
+    reaperSamples.push(ms);
+  }, true)));
   return rows;
 }
 

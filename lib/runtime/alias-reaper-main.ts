@@ -18,6 +18,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import * as readline from 'node:readline';
+import { canonicalIp } from '../core/ip';
 import { addAddress, destroyTcpSockets, interfaces, removeAddress, tcpSockets } from '../net';
 import { resetSessions } from './session-drain';
 import type { Alias } from './alias-reaper';
@@ -53,15 +54,24 @@ async function removeAll(why: string, reset = true): Promise<void> {
     await resetWhereGuardRemoved(why);
     await resetSockets(why, addresses);
   }
-  for (const alias of held) {
-    try {
-      await removeAddress(alias.ifname, alias.cidr);
-      process.stderr.write(`mta-vip alias reaper: ${why}: removed ${alias.cidr} from ${alias.ifname}\n`);
-    } catch (error) {
-      process.stderr.write(`mta-vip alias reaper: ${why}: could not remove ${alias.cidr} from ${alias.ifname}: ${(error as Error).message}\n`);
-    }
-  }
+  await removeAliases(why, held);
   if (reset) await resetSockets(why, addresses);
+}
+
+/**
+ * Removes `aliases` all at once (the addon runs them on libuv's threads): one after another, a
+ * dead node's 1,000 aliases took 0.21-0.73 s, each a VIP nobody could take over cleanly
+ * meanwhile. One line for what was removed, one per failure.
+ */
+async function removeAliases(why: string, aliases: readonly Alias[]): Promise<void> {
+  const results = await Promise.allSettled(aliases.map((alias) => removeAddress(alias.ifname, alias.cidr)));
+  const removed: string[] = [];
+  results.forEach((result, i) => {
+    const alias = aliases[i] as Alias;
+    if (result.status === 'fulfilled') removed.push(`${alias.cidr} from ${alias.ifname}`);
+    else process.stderr.write(`mta-vip alias reaper: ${why}: could not remove ${alias.cidr} from ${alias.ifname}: ${(result.reason as Error).message}\n`);
+  });
+  if (removed.length) process.stderr.write(`mta-vip alias reaper: ${why}: removed ${removed.length > 8 ? `${removed.length} aliases (${removed.slice(0, 8).join(', ')}, ...)` : removed.join(', ')}\n`);
 }
 
 /**
@@ -81,24 +91,38 @@ async function resetWhereGuardRemoved(why: string): Promise<void> {
     process.stderr.write(`mta-vip alias reaper: ${why}: could not list addresses: ${(error as Error).message}\n`);
     return;
   }
-  for (const alias of held) {
-    const address = addressOf(alias);
-    if (present.has(`${alias.ifname}|${address}`)) continue;
-    try {
-      const sessions = (await tcpSockets([address])).filter((s) => s.state !== 'LISTEN');
-      if (sessions.length === 0) continue;
-      const started = performance.now();
-      await addAddress(alias.ifname, alias.cidr);
-      try {
-        await resetSockets(why, [address]);
-      } finally {
-        await removeAddress(alias.ifname, alias.cidr);
-      }
-      process.stderr.write(`mta-vip alias reaper: ${why}: ${alias.cidr} back on ${alias.ifname} for ${Math.round(performance.now() - started)} ms to reset ${sessions.length} sessions left since the guard removed it\n`);
-    } catch (error) {
-      process.stderr.write(`mta-vip alias reaper: ${why}: could not reset the sessions on ${address}: ${(error as Error).message}\n`);
+  const removed = held.filter((alias) => !present.has(`${alias.ifname}|${addressOf(alias)}`));
+  if (!removed.length) return;
+  // One listing of the host's sockets for all of them (each call is a full dump), then the
+  // addresses with sessions come back, are reset together and go again, all at once.
+  let sessionsOn: Map<string, number>;
+  try {
+    sessionsOn = new Map();
+    for (const s of await tcpSockets(removed.map(addressOf))) {
+      if (s.state === 'LISTEN') continue;
+      const local = canonicalIp(s.local) ?? s.local;
+      sessionsOn.set(local, (sessionsOn.get(local) ?? 0) + 1);
     }
+  } catch (error) {
+    process.stderr.write(`mta-vip alias reaper: ${why}: could not list the sessions on the addresses the guard removed: ${(error as Error).message}\n`);
+    return;
   }
+  const back = removed.filter((alias) => sessionsOn.has(canonicalIp(addressOf(alias)) ?? addressOf(alias)));
+  if (!back.length) return;
+  const started = performance.now();
+  const added = await Promise.allSettled(back.map((alias) => addAddress(alias.ifname, alias.cidr)));
+  const up = back.filter((alias, i) => {
+    const result = added[i] as PromiseSettledResult<unknown>;
+    if (result.status === 'rejected') process.stderr.write(`mta-vip alias reaper: ${why}: could not put ${alias.cidr} back on ${alias.ifname} to reset its sessions: ${(result.reason as Error).message}\n`);
+    return result.status === 'fulfilled';
+  });
+  try {
+    await resetSockets(why, up.map(addressOf));
+  } finally {
+    await removeAliases(why, up);
+  }
+  const count = up.reduce((sum, alias) => sum + (sessionsOn.get(canonicalIp(addressOf(alias)) ?? addressOf(alias)) ?? 0), 0);
+  if (up.length) process.stderr.write(`mta-vip alias reaper: ${why}: ${up.map((a) => a.cidr).slice(0, 8).join(', ')}${up.length > 8 ? ', ...' : ''} back on ${[...new Set(up.map((a) => a.ifname))].join(', ')} for ${Math.round(performance.now() - started)} ms to reset ${count} sessions left since the guard removed ${up.length === 1 ? 'it' : 'them'}\n`);
 }
 
 /**

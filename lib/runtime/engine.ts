@@ -77,7 +77,14 @@ export class VipEngine {
   private now = 0;
   private started = false;
   private closing = false;
-  private startedAt = 0;
+  /**
+   * Since when our peers have heard us without a gap, as best we can tell: boot, or our return
+   * from a stall or a cut in which they declared us dead (their hold-down for a preferred node
+   * counts from there, and so must ours, or we think the hold-down over while they do not).
+   */
+  private liveSince = 0;
+  /** While a link is down: whether our membership declared a peer dead meanwhile. */
+  private peerDownDuringCut = false;
   private settleUntil = Infinity;
   /**
    * Back from a cut link, settling also needs every live peer's documents current, until this
@@ -113,7 +120,7 @@ export class VipEngine {
     switch (input.type) {
       case 'start':
         this.started = true;
-        this.startedAt = this.now;
+        this.liveSince = this.now;
         if (input.leftoversRemoved) this.count('leftover_aliases_removed_total', input.leftoversRemoved);
         for (const link of input.links) this.health.setLink(link.ifname, link.usable);
         // Settle: until one dead-after period has passed we have not heard from every live
@@ -144,6 +151,7 @@ export class VipEngine {
           this.emit({ name: 'peer-up', args: [{ node: input.change.node, address: input.change.address }] });
         } else if (input.change?.kind === 'down') {
           this.count('peer_down_total');
+          if (this.linkDownAt.size > 0) this.peerDownDuringCut = true;
           this.emit({ name: 'peer-down', args: [{ node: input.change.node, address: input.change.address, reason: input.change.reason }] });
         }
         return;
@@ -160,6 +168,8 @@ export class VipEngine {
         // peers have declared us dead and may hold our VIPs by now (the guardian removed our
         // addresses before they could). Rejoin as standby: release, listen, then elect again.
         this.resettle();
+        // Peers declared us dead: to them we are live again from now (hold-downs count from here).
+        this.liveSince = this.now;
         this.emit({ name: 'stall', args: [{ lagMs: input.lagMs }] });
         for (const slot of this.slots.values()) {
           if (slot.state === 'held') this.operations.release(slot, 'stale', `this process did not run for ${Math.round(input.lagMs)} ms: its claim is stale`, true);
@@ -286,7 +296,7 @@ export class VipEngine {
   view(now: number): ClusterView {
     const unhealthy = this.health.unhealthy(this.config.vips);
     const overrides = this.moves.inForce(this.node, this.peers);
-    return buildView(now, { node: this.node, declaration: this.declaration, liveSince: this.startedAt, holding: this.holdings(), unhealthy }, this.peers, this.cache, overrides);
+    return buildView(now, { node: this.node, declaration: this.declaration, liveSince: this.liveSince, holding: this.holdings(), unhealthy }, this.peers, this.cache, overrides);
   }
 
   explain(ip: string, now: number): Explanation | null {
@@ -457,10 +467,19 @@ export class VipEngine {
     // and our view is still current: take our VIPs back at once. After a longer cut, peers may
     // have taken them meanwhile and we heard nothing of it: rejoin first (rejoinAfterCut).
     const downFor = this.now - (this.linkDownAt.get(ifname) ?? -Infinity);
-    if (!usable) this.linkDownAt.set(ifname, this.now);
-    else this.linkDownAt.delete(ifname);
+    if (!usable) {
+      if (this.linkDownAt.size === 0) this.peerDownDuringCut = false;
+      this.linkDownAt.set(ifname, this.now);
+    } else this.linkDownAt.delete(ifname);
     if (usable) {
       if (downFor >= this.config.timers.deadAfterMs - this.config.timers.heartbeatMs) this.rejoinAfterCut();
+      // We declared peers dead while cut off: heartbeats go out on the same wall-clock
+      // boundaries everywhere, so their silence of us was as long, and they declared us dead
+      // too. To them we are live from now: so we are to ourselves (the chaos campaign: a
+      // preferred node back from a 1 s cut thought its hold-down over while its peers did not;
+      // each then counted the preferred VIP on its own side, found the other less loaded for a
+      // third VIP, and nobody took that one for 800 ms).
+      if (this.linkDownAt.size === 0 && this.peerDownDuringCut) this.liveSince = this.now;
       // Announcements made while the link was down went nowhere, and clients may have followed
       // another node's meanwhile.
       for (const slot of this.slots.values()) if (slot.vip.interface === ifname && slot.state === 'held') this.reannounceAt.set(slot.vip.ip, this.now);
