@@ -12,6 +12,11 @@
  *   4. Stickiness: the current holder keeps it.
  *   5. The least-loaded participant (VIPs assigned in this election), ties by
  *      rendezvous hash. Rules 1-4 run over all VIPs first, so their load counts.
+ *      A VIP kept by its holder only while its preferred node's hold-down runs
+ *      counts towards the preferred node: observers may disagree on whether
+ *      the hold-down is over (each measures "live since" itself), and must not
+ *      disagree on loads because of it (each side then found the other less
+ *      loaded for a VIP that needed an owner, and nobody took it).
  * With rebalance 'on-join', VIPs kept by stickiness (or just placed) then move
  * one at a time from their most loaded participant to one with at least two
  * fewer VIPs, until no such move is left: a joining node gets its share, and a
@@ -332,6 +337,8 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
   const rule = new Uint8Array(idCount).fill(R_UNDECIDED);
   const holdDownUntil = new Map<number, number>();
   const load = new Int32Array(nodeCount);
+  /** Where each VIP's load is counted: its owner, or its preferred node in hold-down (rule 5). */
+  const loadAt = new Int32Array(idCount).fill(-1);
   const participates = (i: number, id: number): boolean => live[i] === true && (groupIndex[groupOf[i] as number] as DeclarationIndex).slotOf.has(id);
   const overrides = view.overrides;
 
@@ -362,6 +369,7 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
     }
     const held = holders[id];
     const pref = preferredName[id] as number;
+    let preferredInHoldDown = -1;
     if (pref >= 0) {
       const i = nodeByNameId.get(pref);
       if (i !== undefined && participates(i, id) && healthy(i, id)) {
@@ -374,6 +382,7 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
           continue;
         }
         holdDownUntil.set(id, until);
+        preferredInHoldDown = i;
       }
     }
     if (held !== undefined) {
@@ -383,7 +392,7 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
         if (id === traceId) trace?.holders.push((nodes[i] as NodeView).node);
         if (best < 0 || compareHolders(nodes, id, i, best) < 0) best = i;
       }
-      if (best >= 0) assign(id, best, R_STICKY);
+      if (best >= 0) assign(id, best, R_STICKY, preferredInHoldDown >= 0 ? preferredInHoldDown : best);
     }
   }
 
@@ -404,6 +413,8 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
         const r = rule[id];
         if (r !== R_STICKY && r !== R_LEAST_LOADED && r !== R_REBALANCE) continue;
         const from = owner[id] as number;
+        // Going to its preferred node once the hold-down ends (and counted there): not moved.
+        if (loadAt[id] !== from) continue;
         // Only the most loaded participant gives VIPs away, so a VIP never
         // moves a→c just for another b→a to follow: moves stay minimal.
         if ((load[from] as number) < mostLoaded(id)) continue;
@@ -484,10 +495,11 @@ export function electWithTrace(view: ClusterView, options: ElectOptions, traceIp
   });
   return { assignment: { vips: outcomes, quorum, nextWakeup: wakeup, load: loads }, trace };
 
-  function assign(id: number, i: number, how: number): void {
+  function assign(id: number, i: number, how: number, countAt = i): void {
     owner[id] = i;
     rule[id] = how;
-    load[i] = (load[i] as number) + 1;
+    loadAt[id] = countAt;
+    load[countAt] = (load[countAt] as number) + 1;
   }
 
   function hasEligible(id: number): boolean {

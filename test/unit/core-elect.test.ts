@@ -176,6 +176,23 @@ test('flags combine: conflict and UNSAFE together, normal election', () => {
   assert.equal(o.rule, 'least-loaded');
 });
 
+test('a VIP kept during its preferred node\'s hold-down counts towards that node\'s load: observers that disagree on the hold-down agree on every other owner', () => {
+  // X prefers n2 and is held by n4; Y needs an owner. One observer has n2 live for 1 s (hold-down
+  // running), n2 itself counts from long ago (over). Before, the first gave Y to n2 and n2 gave
+  // it to n4: each thought the other should take Y, and nobody did.
+  const X = '198.18.1.70';
+  const Y = '198.18.1.72';
+  const decl = [vip(X, { preferred: 'n2' }), vip(Y)];
+  const at = (n2LiveSince: number) => view([node('n2', decl, { liveSince: n2LiveSince }), node('n4', decl, { holding: { [X]: 5 } })], 100_000);
+  const inHoldDown = elect(at(99_000), options);
+  const over = elect(at(0), options);
+  assert.equal(inHoldDown.vips.get(X)?.owner, 'n4');
+  assert.equal(over.vips.get(X)?.owner, 'n2');
+  assert.equal(inHoldDown.vips.get(Y)?.owner, over.vips.get(Y)?.owner, 'the same owner for Y in both views');
+  assert.equal(over.vips.get(Y)?.owner, 'n4');
+  assert.deepEqual([...inHoldDown.load], [...over.load]);
+});
+
 test('preferred node after the hold-down; stickiness keeps the holder until then', () => {
   const nodes = (now: number) =>
     view(
