@@ -604,7 +604,7 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
     try {
       await lab.loss('n3', 100, 'udp dport 7946', 'in');
       // n3 declares its peers dead, elects itself for every VIP, probes, and is answered.
-      // held-on-wire is retried every two dead-after periods, and the problem is lifted for the
+      // held-on-wire is retried every dead-after period, and the problem is lifted for the
       // retry's probe: wait for a status taken while it stands (not the one after the counter).
       const status = await cluster.until(async () => {
         const s = await cluster.status('n3');

@@ -244,6 +244,8 @@ test('an answer to the probe from a host we cannot hear blocks the takeover; a l
   assert.equal(engine.stateOf(VIP), 'idle');
   assert.ok(!blocked.effects.some((e) => e.type === 'bring-up'), 'no address added');
   assert.deepEqual(blocked.events.filter((e) => e.name === 'unhealthy').map((e) => (e.args[0] as { reason: string }).reason), ['held-on-wire']);
+  // Looked at again one dead-after period later (a holder may vanish without a sign).
+  assert.deepEqual(blocked.effects.find((e) => e.type === 'wake'), { type: 'wake', at: 211 + 200 + 1 });
   // The same MAC, once its host refuses our heartbeats: a leftover alias, taken over.
   const again = step(engine, { type: 'refused', now: 300, addresses: ['198.18.0.10'] }).find((e) => e.type === 'probe') as Extract<Effect, { type: 'probe' }>;
   assert.ok(again, 'the back-off of held-on-wire ends when a host is newly proven without its process');
