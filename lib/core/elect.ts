@@ -93,7 +93,10 @@ export interface Assignment {
   quorum: boolean;
   /** Earliest time a hold-down ends and the election should run again; null if none pending. */
   nextWakeup: number | null;
-  /** VIPs (leaders only) assigned to each live node. */
+  /**
+   * The load each live node was counted with: the VIPs (leaders only) assigned to it, and those
+   * kept by their holder only while its hold-down as their preferred node runs (rule 5).
+   */
   load: ReadonlyMap<string, number>;
 }
 

@@ -43,6 +43,8 @@ export class EngineDriver {
   private flushQueued = false;
   private wakeTimer: Timer | null = null;
   private readonly sniffers = new Map<string, ReturnType<typeof net.sniff>>();
+  /** VIPs whose release in progress is to end its drain now (see the 'hurry' effect). */
+  private readonly hurried = new Set<string>();
   private readonly quiescentWaiters: Array<() => void> = [];
   private readonly sessions: SessionDrainPorts;
   /** The drains of a mass release call the kernel once per poll, not once per VIP. */
@@ -146,6 +148,9 @@ export class EngineDriver {
         return;
       case 'sniff':
         return this.sniff(effect.ifname, effect.ips);
+      case 'hurry':
+        this.hurried.add(effect.ip);
+        return;
       case 'reannounce':
         this.net.announce(effect.ifname, effect.ips, { count: effect.count, mode: this.options.announceMode }).catch((error: Error) => this.deliver({ name: 'error', args: [{ operation: `announce on ${effect.ifname}`, error }] }));
         return;
@@ -219,6 +224,7 @@ export class EngineDriver {
    * address goes.
    */
   private async release(op: number, ip: string, ifname: string, cidr: string): Promise<OperationResult> {
+    this.hurried.delete(ip);
     const errors: Array<{ operation: string; error: Error }> = [];
     const services = this.servicesOf(ip);
     await this.stopServices(ip, errors);
@@ -226,13 +232,14 @@ export class EngineDriver {
     const deadlineMs = Math.max(0, ...services.map((s) => s.drainMs ?? 0), vip?.binding ? this.options.sessionDrainMs : 0);
     const result = { op, kind: 'release' as const, ip, ok: true as const, drained: 0, reset: 0, lateReset: 0, timedOut: false, errors };
     try {
-      const drain = await drainSessions(this.sessions, ip, { listenerPorts: vip?.ports ?? [], deadlineMs });
+      const drain = await drainSessions(this.sessions, ip, { listenerPorts: vip?.ports ?? [], deadlineMs, cutShort: () => this.hurried.has(ip) });
       result.drained = drain.drained;
       result.reset = drain.reset;
       result.timedOut = drain.timedOut;
     } catch (error) {
       errors.push({ operation: 'drain sessions', error: error as Error });
     }
+    this.hurried.delete(ip);
     await this.removeAfterLastReset(ip, ifname, cidr, result);
     return result;
   }

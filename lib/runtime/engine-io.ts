@@ -82,6 +82,11 @@ export type Effect =
    * the two holders last no longer than that, and ends what was left on it.
    */
   | { type: 'release'; op: number; ip: string; ifname: string; cidr: string; urgent: boolean }
+  /**
+   * A release in progress now only keeps two holders on the wire (another live node holds the
+   * VIP too: a partition healed while we drained): end its drain now, as an urgent release would.
+   */
+  | { type: 'hurry'; ip: string }
   /** Put back an address removed behind our back, and announce it. */
   | { type: 'restore'; op: number; ip: string; ifname: string; cidr: string }
   /** Fire-and-forget announcements of VIPs held (re-announcements, the rest of a takeover's). */

@@ -85,6 +85,8 @@ export class VipEngine {
   private liveSince = 0;
   /** While a link is down: whether our membership declared a peer dead meanwhile. */
   private peerDownDuringCut = false;
+  /** Releases told to end their drain (another node holds the VIP too); forgotten when idle. */
+  private readonly hurried = new Set<string>();
   private settleUntil = Infinity;
   /**
    * Back from a cut link, settling also needs every live peer's documents current, until this
@@ -310,8 +312,15 @@ export class VipEngine {
     if (this.closing) {
       // No more elections, but whatever is held goes, and sends still in flight here (a relay
       // waiting for a binding's new holder) must learn where their binding went.
-      for (const slot of this.slots.values()) if (slot.state === 'held') this.operations.release(slot, 'shutdown', 'cluster.close()');
-      this.refreshBindings(this.view(t));
+      // A VIP another live node holds too (a partition just healed) goes at once, as any
+      // release that would only keep two holders on the wire (the chaos campaign: a node
+      // stopped right after a merge drained for 5 s next to the other holder).
+      const view = this.view(t);
+      for (const slot of this.slots.values()) {
+        if (slot.state === 'held') this.operations.release(slot, 'shutdown', 'cluster.close()', heldElsewhere(view, this.node, slot.vip.ip) || this.health.isLinkDown(slot.vip.interface));
+      }
+      this.hurryReleasesHeldElsewhere(view);
+      this.refreshBindings(view);
       return;
     }
     if (this.health.expire(t)) this.publishDue = true;
@@ -375,6 +384,23 @@ export class VipEngine {
       }
     }
     if (acquisitions.length) this.startAcquisitions(acquisitions);
+    this.hurryReleasesHeldElsewhere(view);
+  }
+
+  /**
+   * A release that began draining (a shutdown, a hand-over) while nobody else held the VIP, and
+   * another live node holds it now (a partition healed meanwhile): its drain only keeps two
+   * holders on the wire, so it ends now, as it would have begun had we known (the chaos
+   * campaign: a node stopped as a partition healed drained 5 s next to the other holder).
+   */
+  private hurryReleasesHeldElsewhere(view: ClusterView): void {
+    for (const ip of this.hurried) if (this.slots.get(ip)?.state !== 'releasing') this.hurried.delete(ip);
+    for (const slot of this.slots.values()) {
+      if (slot.state !== 'releasing' || this.hurried.has(slot.vip.ip) || !heldElsewhere(view, this.node, slot.vip.ip)) continue;
+      this.hurried.add(slot.vip.ip);
+      this.count('releases_hurried_total');
+      this.effects.push({ type: 'hurry', ip: slot.vip.ip });
+    }
   }
 
   /**

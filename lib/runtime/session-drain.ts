@@ -49,6 +49,8 @@ export interface SessionDrainOptions {
   idleMs?: number;
   /** How often the kernel is asked. Default 25 ms. */
   pollMs?: number;
+  /** Asked at each poll: true ends the wait now (what is left is reset), as at the deadline. */
+  cutShort?: () => boolean;
 }
 
 export interface SessionDrainResult {
@@ -118,7 +120,7 @@ export async function drainSessions(ports: SessionDrainPorts, address: string, o
   let timedOut = false;
   while (busy.length > 0) {
     for (const socket of busy) waitedFor.add(sessionKey(socket));
-    if (ports.now() - started >= options.deadlineMs) {
+    if (ports.now() - started >= options.deadlineMs || options.cutShort?.()) {
       timedOut = true;
       break;
     }

@@ -46,6 +46,8 @@ export class SimNode implements NetHost, WireHost {
   linkUp = true;
   handlers: NetHost['handlers'] = null;
   readonly sniffing = new Set<string>();
+  /** Releases draining now: ip → ends the drain (a 'hurry' effect calls it early). */
+  private readonly draining = new Map<string, () => void>();
   readonly resolved: ResolvedConfig;
   faults: OperationFaults = NO_FAULTS;
   engine: VipEngine | null = null;
@@ -345,11 +347,22 @@ export class SimNode implements NetHost, WireHost {
         const generation = this.generation;
         // A lost clash removes the address first; the rest of the release follows.
         if (effect.urgent) this.wire.remove(this, effect.ip);
-        this.sched.after(drain, this, () => {
-          if (generation !== this.generation) return;
+        let finished = false;
+        const finish = (): void => {
+          if (finished || generation !== this.generation) return;
+          finished = true;
+          this.draining.delete(effect.ip);
           this.wire.remove(this, effect.ip);
           this.done(0, { op: effect.op, kind: 'release', ip: effect.ip, ok: true, drained: 0, reset: 0, lateReset: 0, timedOut: false, errors: [] });
-        });
+        };
+        this.draining.set(effect.ip, finish);
+        this.sched.after(drain, this, finish);
+        return;
+      }
+      case 'hurry': {
+        // The drain ends now: what is left is reset, the address goes.
+        const finish = this.draining.get(effect.ip);
+        if (finish) this.sched.after(this.latency(), this, finish);
         return;
       }
       case 'restore': {

@@ -234,6 +234,20 @@ test('towards a majority count every peer in the table (one heard only leaving t
   assert.deepEqual([...(options.quorum?.knownNodes ?? [])].sort(), ['n1', 'n2', 'n3', 'unheard 198.18.0.13'], 'four known: two live are no majority');
 });
 
+test('a release draining while nobody else held the VIP is told to hurry once another live node holds it (a partition healed meanwhile)', () => {
+  const engine = engineFor('n1');
+  step(engine, { type: 'start', now: 0, links: [{ ifname: 'eth0', usable: true }] });
+  completeAcquisition(engine, step(engine, { type: 'tick', now: 201 }), 215);
+  const closing = step(engine, { type: 'close', now: 300 });
+  const release = closing.find((e) => e.type === 'release') as Extract<Effect, { type: 'release' }>;
+  assert.equal(release.urgent, false, 'nobody else holds it: the sessions drain');
+  assert.ok(!closing.some((e) => e.type === 'hurry'));
+  // n2, cut off until now, holds it too.
+  const merged = step(engine, { type: 'peers', now: 320, peers: [peer('n2', true, [[VIP, 3]])], change: { kind: 'up', node: 'n2', address: '198.18.0.11' } });
+  assert.deepEqual(merged.filter((e) => e.type === 'hurry'), [{ type: 'hurry', ip: VIP }]);
+  assert.ok(!step(engine, { type: 'tick', now: 330 }).some((e) => e.type === 'hurry'), 'once');
+});
+
 test('an answer to the probe from a host we cannot hear blocks the takeover; a leftover of a refused address does not', () => {
   const engine = engineFor('n2');
   step(engine, { type: 'start', now: 0, links: [{ ifname: 'eth0', usable: true }] });

@@ -76,6 +76,14 @@ test('a drain stops at its deadline and resets the sessions still busy', async (
   assert.deepEqual(result, { waitedMs: 1000, drained: 0, reset: 1, timedOut: true });
 });
 
+test('a drain cut short (another node holds the VIP now) ends at the next poll and resets the sessions still busy', async () => {
+  const stuck = socket({ lastSentMsAgo: 1, lastReceivedMsAgo: 50 });
+  const kernel = fakeKernel([{ at: 0, sockets: [stuck] }]);
+  const result = await drainSessions(kernel, VIP, { listenerPorts: [], deadlineMs: 30_000, pollMs: 25, cutShort: () => kernel.clock >= 100 });
+  assert.equal(kernel.destroyedAt, 100);
+  assert.deepEqual(result, { waitedMs: 100, drained: 0, reset: 1, timedOut: true });
+});
+
 test('with nothing busy the drain resets at once (deadline 0 too)', async () => {
   const kernel = fakeKernel([{ at: 0, sockets: [socket({ owned: false })] }]);
   const result = await drainSessions(kernel, VIP, { listenerPorts: [25], deadlineMs: 0 });
