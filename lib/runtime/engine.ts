@@ -174,7 +174,7 @@ export class VipEngine {
         this.liveSince = this.now;
         this.emit({ name: 'stall', args: [{ lagMs: input.lagMs }] });
         for (const slot of this.slots.values()) {
-          if (slot.state === 'held') this.operations.release(slot, 'stale', `this process did not run for ${Math.round(input.lagMs)} ms: its claim is stale`, true);
+          if (slot.state === 'held') this.release(slot, 'stale', `this process did not run for ${Math.round(input.lagMs)} ms: its claim is stale`, true);
         }
         return;
       case 'link':
@@ -317,7 +317,7 @@ export class VipEngine {
       // stopped right after a merge drained for 5 s next to the other holder).
       const view = this.view(t);
       for (const slot of this.slots.values()) {
-        if (slot.state === 'held') this.operations.release(slot, 'shutdown', 'cluster.close()', heldElsewhere(view, this.node, slot.vip.ip) || this.health.isLinkDown(slot.vip.interface));
+        if (slot.state === 'held') this.release(slot, 'shutdown', 'cluster.close()', heldElsewhere(view, this.node, slot.vip.ip) || this.health.isLinkDown(slot.vip.interface));
       }
       this.hurryReleasesHeldElsewhere(view);
       this.refreshBindings(view);
@@ -375,7 +375,7 @@ export class VipEngine {
           // at a time; the rest stay served here meanwhile. All at once, every VIP was out from
           // the moment its listener closed until the new owner had brought up all of them.
           if (!urgent && action.reason === 'not-owner' && releasing >= RELEASE_CHUNK) continue;
-          this.operations.release(slot, action.reason, action.detail, urgent);
+          this.release(slot, action.reason, action.detail, urgent);
           releasing++;
         }
       } else if (slot.state === 'idle') {
@@ -385,6 +385,12 @@ export class VipEngine {
     }
     if (acquisitions.length) this.startAcquisitions(acquisitions);
     this.hurryReleasesHeldElsewhere(view);
+  }
+
+  /** Releases `slot`; an urgent release does not drain, so it is never told to hurry. */
+  private release(slot: Slot, reason: string, detail: string, urgent: boolean): void {
+    this.operations.release(slot, reason, detail, urgent);
+    if (urgent) this.hurried.add(slot.vip.ip);
   }
 
   /**

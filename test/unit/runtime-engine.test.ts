@@ -246,6 +246,13 @@ test('a release draining while nobody else held the VIP is told to hurry once an
   const merged = step(engine, { type: 'peers', now: 320, peers: [peer('n2', true, [[VIP, 3]])], change: { kind: 'up', node: 'n2', address: '198.18.0.11' } });
   assert.deepEqual(merged.filter((e) => e.type === 'hurry'), [{ type: 'hurry', ip: VIP }]);
   assert.ok(!step(engine, { type: 'tick', now: 330 }).some((e) => e.type === 'hurry'), 'once');
+  // An urgent release (a stale claim after a stall) does not drain: never told to hurry.
+  const stalled = engineFor('n1');
+  step(stalled, { type: 'start', now: 0, links: [{ ifname: 'eth0', usable: true }] });
+  completeAcquisition(stalled, step(stalled, { type: 'tick', now: 201 }), 215);
+  const stale = step(stalled, { type: 'stall', now: 900, lagMs: 600 }).find((e) => e.type === 'release') as Extract<Effect, { type: 'release' }>;
+  assert.equal(stale.urgent, true);
+  assert.ok(!step(stalled, { type: 'peers', now: 910, peers: [peer('n2', true, [[VIP, 3]])], change: { kind: 'up', node: 'n2', address: '198.18.0.11' } }).some((e) => e.type === 'hurry'));
 });
 
 test('an answer to the probe from a host we cannot hear blocks the takeover; a leftover of a refused address does not', () => {
