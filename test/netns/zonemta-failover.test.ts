@@ -13,6 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Lab, labSkipReason, type LabProcess, vip4 } from './harness';
 import { failoverScenarios, flowMessages, moveVia, runFlow, type TwoNodeCluster } from './lib/mail-flow';
+import { waitFor } from './lib/wait';
 import { congoDbModule, type Received, MtaProcesses, mtaSkipReason, outputMatches, receivedBySubject, spawnZoneMta, swaks, waitHolders, ZONEMTA_PLUGIN } from './lib/mta-servers';
 
 const NODES = ['mz1', 'mz2'] as const;
@@ -175,6 +176,10 @@ describe('ZoneMTA under failover, two nodes sharing MongoDB and Redis', { skip: 
   test('a delivery whose binding moves away between fetch and connection is sent from the binding\'s IP by its new holder within seconds, not after ZoneMTA\'s 5-minute deferral', async () => {
     await waitHolders(lab, NODES, HOME, 30_000);
     const mz2 = mta.get('mz2') as LabProcess;
+    // The hold is in sender:connect, which ZoneMTA skips when it reuses a pooled connection: wait
+    // until the earlier tests' connections from beta's IP have closed (the fresh-clone CI reused one
+    // and the delivery went out unheld).
+    await waitFor(async () => (await lab.exec('mz2', ['ss', '-Htn', 'state', 'established', 'src', BINDINGS.beta])).stdout.trim() === '', { timeoutMs: 60_000, intervalMs: 200, what: `no pooled connection from ${BINDINGS.beta} left on mz2` });
     // mz1 takes it on the listener and relays it to mz2, which holds beta; mz2's sender holds it.
     const sent = await swaks(lab, 'client', LISTENER, 2525, 'user@beta.test', 'rcpt@beta.test', 'hold moved binding');
     assert.equal(sent.code, 0, sent.output);
