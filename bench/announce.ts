@@ -36,21 +36,25 @@ function vip6(i: number): string {
   return `2001:db8::bb:${i.toString(16)}`;
 }
 
-/** Samples the alias reaper row measures itself (from its stdin's end, not from the set-up). */
-const reaperSamples: number[] = [];
-
-async function time(runs: number, body: () => Promise<void>, selfTimed = false): Promise<number[]> {
-  await body(); // warm-up: first socket, thread pool, JIT
-  reaperSamples.length = 0;
-  const samples: number[] = [];
-  for (let i = 0; i < runs; i++) {
+async function time(runs: number, body: () => Promise<void>): Promise<number[]> {
+  return timeEach(runs, async () => {
     const started = process.hrtime.bigint();
     await body();
-    samples.push(Number(process.hrtime.bigint() - started) / 1e6);
-  }
-  return selfTimed ? [...reaperSamples] : samples;
+    return msSince(started);
+  });
 }
 
+/** Like time(), for a body that measures only part of itself and returns its ms. */
+async function timeEach(runs: number, body: () => Promise<number>): Promise<number[]> {
+  await body(); // warm-up: first socket, thread pool, JIT
+  const samples: number[] = [];
+  for (let i = 0; i < runs; i++) samples.push(await body());
+  return samples;
+}
+
+function msSince(started: bigint): number {
+  return Number(process.hrtime.bigint() - started) / 1e6;
+}
 
 function row(name: string, items: number, samples: number[]): Row {
   const sorted = [...samples].sort((a, b) => a - b);
@@ -98,8 +102,9 @@ async function measure(): Promise<Row[]> {
   // MTA_VIP_BENCH_BASELINE_REAPER=<another build's alias-reaper-main.js>: the same row for it, side by side.
   const reapers: Array<[string, string]> = [['alias reaper: 1,000 aliases removed once its node ends', require.resolve('../lib/runtime/alias-reaper-main')]];
   if (process.env.MTA_VIP_BENCH_BASELINE_REAPER) reapers.push([`  baseline reaper (${process.env.MTA_VIP_BENCH_BASELINE_REAPER})`, process.env.MTA_VIP_BENCH_BASELINE_REAPER]);
-  for (const [name, script] of reapers) rows.push(row(name, VIPS, await time(RUNS, async () => {
-    const present = new Set(net.interfaces().find((l) => l.name === IFNAME)?.addresses.map((a) => a.address));
+  const addressesOn = (): Set<string> => new Set(net.interfaces().find((l) => l.name === IFNAME)?.addresses.map((a) => a.address));
+  for (const [name, script] of reapers) rows.push(row(name, VIPS, await timeEach(RUNS, async () => {
+    const present = addressesOn();
     for (const address of v4) if (!present.has(address)) await net.addAddress(IFNAME, `${address}/32`);
     const reaper = spawn(process.execPath, [script], { stdio: ['pipe', 'ignore', 'ignore'] });
     const exited = new Promise<void>((resolve) => reaper.once('exit', () => resolve()));
@@ -109,12 +114,12 @@ async function measure(): Promise<Row[]> {
     const started = process.hrtime.bigint();
     reaper.stdin.end();
     await exited;
-    const ms = Number(process.hrtime.bigint() - started) / 1e6;
-    const remaining = new Set(net.interfaces().find((l) => l.name === IFNAME)?.addresses.map((a) => a.address));
+    const ms = msSince(started);
+    const remaining = addressesOn();
     const left = v4.filter((address) => remaining.has(address)).length;
     if (left) throw new Error(`the reaper left ${left} aliases`);
-    reaperSamples.push(ms);
-  }, true)));
+    return ms;
+  })));
   return rows;
 }
 

@@ -35,6 +35,16 @@ function addressOf(alias: Alias): string {
   return alias.cidr.replace(/\/\d+$/, '');
 }
 
+/** The alias's address as the kernel's socket table spells it. */
+function socketAddressOf(alias: Alias): string {
+  return canonicalIp(addressOf(alias)) ?? addressOf(alias);
+}
+
+/** Up to 8 items of a list for a log line, with '...' for the rest. */
+function abridged(items: readonly string[]): string {
+  return items.length > 8 ? `${items.slice(0, 8).join(', ')}, ...` : items.join(', ');
+}
+
 async function reap(why: string): Promise<void> {
   if (reaping) return;
   reaping = true;
@@ -71,7 +81,7 @@ async function removeAliases(why: string, aliases: readonly Alias[]): Promise<vo
     if (result.status === 'fulfilled') removed.push(`${alias.cidr} from ${alias.ifname}`);
     else process.stderr.write(`mta-vip alias reaper: ${why}: could not remove ${alias.cidr} from ${alias.ifname}: ${(result.reason as Error).message}\n`);
   });
-  if (removed.length) process.stderr.write(`mta-vip alias reaper: ${why}: removed ${removed.length > 8 ? `${removed.length} aliases (${removed.slice(0, 8).join(', ')}, ...)` : removed.join(', ')}\n`);
+  if (removed.length) process.stderr.write(`mta-vip alias reaper: ${why}: removed ${removed.length > 8 ? `${removed.length} aliases (${abridged(removed)})` : abridged(removed)}\n`);
 }
 
 /**
@@ -107,7 +117,7 @@ async function resetWhereGuardRemoved(why: string): Promise<void> {
     process.stderr.write(`mta-vip alias reaper: ${why}: could not list the sessions on the addresses the guard removed: ${(error as Error).message}\n`);
     return;
   }
-  const back = removed.filter((alias) => sessionsOn.has(canonicalIp(addressOf(alias)) ?? addressOf(alias)));
+  const back = removed.filter((alias) => sessionsOn.has(socketAddressOf(alias)));
   if (!back.length) return;
   const started = performance.now();
   const added = await Promise.allSettled(back.map((alias) => addAddress(alias.ifname, alias.cidr)));
@@ -121,8 +131,8 @@ async function resetWhereGuardRemoved(why: string): Promise<void> {
   } finally {
     await removeAliases(why, up);
   }
-  const count = up.reduce((sum, alias) => sum + (sessionsOn.get(canonicalIp(addressOf(alias)) ?? addressOf(alias)) ?? 0), 0);
-  if (up.length) process.stderr.write(`mta-vip alias reaper: ${why}: ${up.map((a) => a.cidr).slice(0, 8).join(', ')}${up.length > 8 ? ', ...' : ''} back on ${[...new Set(up.map((a) => a.ifname))].join(', ')} for ${Math.round(performance.now() - started)} ms to reset ${count} sessions left since the guard removed ${up.length === 1 ? 'it' : 'them'}\n`);
+  const count = up.reduce((sum, alias) => sum + (sessionsOn.get(socketAddressOf(alias)) ?? 0), 0);
+  if (up.length) process.stderr.write(`mta-vip alias reaper: ${why}: ${abridged(up.map((a) => a.cidr))} back on ${[...new Set(up.map((a) => a.ifname))].join(', ')} for ${Math.round(performance.now() - started)} ms to reset ${count} sessions left since the guard removed ${up.length === 1 ? 'it' : 'them'}\n`);
 }
 
 /**

@@ -467,26 +467,25 @@ export class VipEngine {
    * (a port taken, an address refused) does not take it back and drop it on a fixed cycle.
    */
   private markUnhealthy(ip: string, reason: UnhealthyReason, detail: string, linkWentDown = false): void {
+    let delay: number;
+    let text: string;
     if (linkWentDown) {
-      // Not this VIP's failure: no back-off (the chaos campaign: a VIP whose link went down
-      // during its acquisition, or whose IPv6 address the kernel flushed at link down, stayed
-      // unelectable here 10 s after the link was back, and unserved when this was its last
-      // declarer). Link-down health keeps it off this node while the link is down.
-      const delay = this.config.timers.deadAfterMs;
-      const text = `${detail} (its link went down; retried in ${delay} ms)`;
-      this.health.fail(ip, reason, text, this.now + delay);
-      this.emit({ name: 'unhealthy', args: [{ ip, reason, detail: text }] });
-      this.publishDue = true;
-      return;
+      // Not this VIP's failure: no back-off, not counted (the chaos campaign: a VIP whose link
+      // went down during its acquisition, or whose IPv6 address the kernel flushed at link down,
+      // stayed unelectable here 10 s after the link was back, and unserved when this was its
+      // last declarer). Link-down health keeps it off this node while the link is down.
+      delay = this.config.timers.deadAfterMs;
+      text = `${detail} (its link went down; retried in ${delay} ms)`;
+    } else {
+      const failures = (this.failures.get(ip) ?? 0) + 1;
+      this.failures.set(ip, failures);
+      // A holder we cannot hear may vanish without a sign (its host lost power, its link went
+      // down): look again every dead-after period, as a silence is judged, not ever more rarely.
+      // (Every two periods, the chaos campaign saw a muted holder whose link then went down
+      // leave its VIP unserved 393 ms.) Other failures double.
+      delay = reason === 'held-on-wire' ? this.config.timers.deadAfterMs : this.options.retryUnhealthyMs * 2 ** Math.min(failures - 1, 4);
+      text = `${detail} (failure ${failures} in a row; retried in ${Math.round(delay)} ms)`;
     }
-    const failures = (this.failures.get(ip) ?? 0) + 1;
-    this.failures.set(ip, failures);
-    // A holder we cannot hear may vanish without a sign (its host lost power, its link went
-    // down): look again every dead-after period, as a silence is judged, not ever more rarely.
-    // (Every two periods, the chaos campaign saw a muted holder whose link then went down leave
-    // its VIP unserved 393 ms.) Other failures double.
-    const delay = reason === 'held-on-wire' ? this.config.timers.deadAfterMs : this.options.retryUnhealthyMs * 2 ** Math.min(failures - 1, 4);
-    const text = `${detail} (failure ${failures} in a row; retried in ${Math.round(delay)} ms)`;
     this.health.fail(ip, reason, text, this.now + delay);
     this.emit({ name: 'unhealthy', args: [{ ip, reason, detail: text }] });
     this.publishDue = true;
@@ -639,13 +638,18 @@ export class VipEngine {
    */
   private rejoinAfterCut(): void {
     const { heartbeatMs, deadAfterMs } = this.config.timers;
-    this.settleUntil = Math.max(Number.isFinite(this.settleUntil) ? this.settleUntil : 0, this.now + heartbeatMs + REJOIN_SLACK_MS);
+    this.settleFor(heartbeatMs + REJOIN_SLACK_MS);
     this.currentBy = Math.max(this.currentBy, this.now + deadAfterMs);
   }
 
   /** No acquisitions for one dead-after period (releases still happen). */
   private resettle(): void {
-    this.settleUntil = Math.max(Number.isFinite(this.settleUntil) ? this.settleUntil : 0, this.now + this.config.timers.deadAfterMs);
+    this.settleFor(this.config.timers.deadAfterMs);
+  }
+
+  /** No acquisitions for `ms` from now, nor before an earlier settle ends. */
+  private settleFor(ms: number): void {
+    this.settleUntil = Math.max(Number.isFinite(this.settleUntil) ? this.settleUntil : 0, this.now + ms);
   }
 
   private holdings(): Map<string, number> {
