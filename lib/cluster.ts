@@ -57,7 +57,7 @@ export interface ClusterStatus {
   quorum: boolean;
   vips: VipStatus[];
   /** `neighbours`: the hosts each peer shared (bounded), which a new holder reaches with arpAllHosts. */
-  peers: Array<{ node: string; address: string; live: boolean; lastHeardMsAgo: number; holding: string[]; complete: boolean; neighbours: Array<{ address: string; mac: string }> }>;
+  peers: Array<{ node: string; address: string; live: boolean; lastHeardMsAgo: number; lossPercent: number; silenceLimitMs: number; holding: string[]; complete: boolean; neighbours: Array<{ address: string; mac: string }> }>;
   /**
    * Configured peer addresses (cluster.peers) from which nothing has been heard since this node
    * started: a typo, a firewall, a node not started yet. Not counted as nodes (their names are
@@ -378,6 +378,8 @@ export class VipCluster extends EventEmitter<ClusterEvents> implements BindingDi
         address: p.address,
         live: p.live,
         lastHeardMsAgo: Math.round(t - p.lastHeard),
+        lossPercent: Math.round(p.lossRate * 1000) / 10,
+        silenceLimitMs: p.silenceLimitMs,
         holding: [...p.holdings.keys()],
         complete: p.complete,
         neighbours: p.neighbours,

@@ -119,7 +119,7 @@ function printStatus(status: ClusterStatus): void {
   console.log(`node ${status.node}  settled=${status.settled}  quorum=${status.quorum}`);
   console.log(table(rows));
   console.log('');
-  console.log(table([['PEER', 'ADDRESS', 'LIVE', 'LAST HEARD'], ...status.peers.map((p) => [p.node, p.address, String(p.live), `${p.lastHeardMsAgo} ms ago`])]));
+  console.log(table([['PEER', 'ADDRESS', 'LIVE', 'LAST HEARD', 'LOSS', 'DEAD AFTER'], ...status.peers.map((p) => [p.node, p.address, String(p.live), `${p.lastHeardMsAgo} ms ago`, `${p.lossPercent} %`, `${p.silenceLimitMs} ms`])]));
   for (const v of status.vips) {
     for (const evidence of [v.flags.broken, v.flags.conflict, v.flags.unsafe]) if (evidence) console.log(`\n${v.ip}: ${evidence.message}`);
   }

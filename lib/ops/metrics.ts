@@ -41,6 +41,9 @@ export function prometheusText(status: ClusterStatus): string {
   gauge('mta_vip_vip_epoch', 'Epoch of this node\'s claim on the VIP (0 when not held).', status.vips.map((v) => [`node="${node}",vip="${escapeLabel(v.ip)}"`, v.phase === 'idle' ? 0 : v.epoch]));
   gauge('mta_vip_quorum', 'Whether this side of the cluster may hold VIPs.', [[`node="${node}"`, status.quorum ? 1 : 0]]);
   gauge('mta_vip_peers_live_count', 'Peers heard within dead-after.', [[`node="${node}"`, status.peers.filter((p) => p.live).length]]);
+  const peerRows = (value: (p: ClusterStatus['peers'][number]) => number): Array<[string, number]> => status.peers.map((p) => [`node="${node}",peer="${escapeLabel(p.node)}"`, value(p)]);
+  gauge('mta_vip_peer_loss_ratio', "Share of the peer's heartbeats this node reckons lost on the way (0..1).", peerRows((p) => p.lossPercent / 100));
+  gauge('mta_vip_peer_silence_limit_seconds', 'Silence after which the peer is declared dead here: dead-after, stretched under loss.', peerRows((p) => p.silenceLimitMs / 1000));
   for (const [counter, value] of Object.entries(status.counters).sort(([a], [b]) => (a < b ? -1 : 1))) {
     const name = metricName(counter);
     const type = name.endsWith('_total') ? 'counter' : 'gauge';

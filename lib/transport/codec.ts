@@ -1,5 +1,5 @@
 /**
- * Wire format of the membership protocol (version 2). Pure functions, no I/O.
+ * Wire format of the membership protocol (version 3). Pure functions, no I/O.
  *
  * Every packet:  header | body | HMAC-SHA256(header | body) (32 bytes)
  *
@@ -7,11 +7,17 @@
  *           | node length (1) | node (1..64, UTF-8) | incarnation (8, u64) | sequence (6, u48)
  *
  * Bodies by type:
- *   HEARTBEAT  flags (1: bit0 all unhealthy, bit1 unhealthy bitmap follows) | declaration digest (32)
+ *   HEARTBEAT  state | witnesses
+ *     state    flags (1: bit0 all unhealthy, bit1 unhealthy bitmap follows) | declaration digest (32)
  *              | holdings digest (8) | neighbours digest (8) | moves digest (8) | declared VIP count (2)
  *              | held bitmap (ceil(count/8)) | [unhealthy bitmap (ceil(count/8))]
- *              = 59 fixed bytes + bitmaps; with 4,096 VIPs, both bitmaps and 64-byte names the
- *              whole packet is 1,263 bytes (1,255 in version 1).
+ *              = 59 fixed bytes + bitmaps
+ *     witnesses  n × (peer id (6) | age in ms (2)) | n (1): the live peers whose own heartbeat the
+ *              sender heard within dead-after, and how long ago (see witnessId). The count is the
+ *              last byte so the state can be cut off without decoding: a receiver compares only
+ *              the state with the last one, and ages that tick do not look like a change.
+ *              With 4,096 VIPs, both bitmaps, 64-byte names and no witness the whole packet is
+ *              1,264 bytes; the rest of MAX_PACKET_BYTES holds 23 witnesses (the freshest go).
  *   CHUNK      kind (1) | document digest (32) | document length (4) | index (2) | count (2) | data
  *   REQUEST    kind (1) | target node length (1) | target node | wanted digest (32) | first chunk (2)
  *   GOODBYE    (empty)
@@ -22,14 +28,15 @@
  * full, the others' first 8 bytes.
  * Decoders check every length before reading and return a drop reason instead of throwing.
  *
- * Version history: 1 had no moves digest in the heartbeat; 2 added it (peers of another
- * version are dropped as `unsupported_version`).
+ * Version history: 1 had no moves digest in the heartbeat; 2 added it; 3 added the witnesses
+ * (peers of another version are dropped as `unsupported_version`).
  */
+import { createHash } from 'node:crypto';
 import { MAC_BYTES } from './auth';
 import type { DropReason } from './counters';
 
 export const MAGIC = 0x4d56; // "MV"
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /**
  * Largest packet sent or accepted: 1500-byte Ethernet MTU minus the IPv6 (40) and UDP (8)
@@ -46,6 +53,13 @@ export const MAX_DECLARED_VIPS = 4096;
 export const DIGEST_BYTES = 32;
 /** Heartbeats carry only this prefix of the holdings, neighbours and moves digests. */
 export const SHORT_DIGEST_BYTES = 8;
+/** A witness names a peer incarnation by this prefix of SHA-256(node name | incarnation). */
+export const WITNESS_ID_BYTES = 6;
+const WITNESS_BYTES = WITNESS_ID_BYTES + 2;
+/** Ages are whole milliseconds in two bytes. */
+export const MAX_WITNESS_AGE_MS = 0xffff;
+/** The witness count is one byte. */
+export const MAX_WITNESSES = 255;
 
 export enum PacketType {
   Heartbeat = 1,
@@ -99,6 +113,12 @@ export interface Heartbeat {
   vipCount: number;
   held: Buffer;
   unhealthy: Buffer | null;
+}
+
+/** "I heard this peer's own heartbeat `ageMs` ago": evidence that it lives, for peers that did not. */
+export interface Witness {
+  id: Buffer;
+  ageMs: number;
 }
 
 export interface Chunk {
@@ -180,7 +200,8 @@ export function bitmapBytes(count: number): number {
   return Math.ceil(count / 8);
 }
 
-export function encodeHeartbeat(beat: Heartbeat): Buffer {
+/** The state part of a heartbeat body (what LocalDocuments keeps; witnesses are added per send). */
+export function encodeHeartbeatState(beat: Heartbeat): Buffer {
   const size = HEARTBEAT_FIXED_BYTES + beat.held.length + (beat.unhealthy ? beat.unhealthy.length : 0);
   const body = Buffer.alloc(size);
   let flags = 0;
@@ -197,7 +218,8 @@ export function encodeHeartbeat(beat: Heartbeat): Buffer {
   return body;
 }
 
-export function decodeHeartbeat(body: Buffer): Heartbeat | DropReason {
+/** Decodes the state part of a heartbeat body (see splitHeartbeat). */
+export function decodeHeartbeatState(body: Buffer): Heartbeat | DropReason {
   if (body.length < HEARTBEAT_FIXED_BYTES) return 'malformed';
   const flags = body.readUInt8(0);
   if ((flags & ~(FLAG_ALL_UNHEALTHY | FLAG_UNHEALTHY_BITMAP)) !== 0) return 'malformed';
@@ -221,6 +243,51 @@ export function decodeHeartbeat(body: Buffer): Heartbeat | DropReason {
   // Bits past the last VIP must be zero, so one state has exactly one encoding.
   if (!paddingIsZero(held, vipCount) || (unhealthy && !paddingIsZero(unhealthy, vipCount))) return 'malformed';
   return { allUnhealthy: (flags & FLAG_ALL_UNHEALTHY) !== 0, declarationDigest, holdingsDigest, neighboursDigest, movesDigest, vipCount, held, unhealthy };
+}
+
+/** The id a witness names a peer incarnation by: the same on every node, computed from the header's fields. */
+export function witnessId(node: string, incarnation: bigint): Buffer {
+  const input = Buffer.alloc(Buffer.byteLength(node, 'utf8') + 8);
+  input.writeBigUInt64BE(BigInt.asUintN(64, incarnation), input.write(node, 'utf8'));
+  return createHash('sha256').update(input).digest().subarray(0, WITNESS_ID_BYTES);
+}
+
+/** Most witnesses that fit a heartbeat of this state with this header (at most MAX_WITNESSES). */
+export function witnessRoom(headerLength: number, stateLength: number): number {
+  const free = MAX_PACKET_BYTES - MAC_BYTES - headerLength - stateLength - 1;
+  return Math.max(0, Math.min(MAX_WITNESSES, Math.floor(free / WITNESS_BYTES)));
+}
+
+/** A heartbeat body: the state as encodeHeartbeat made it, then the witnesses (ages clamped to two bytes). */
+export function withWitnesses(state: Buffer, witnesses: readonly Witness[]): Buffer {
+  if (witnesses.length > MAX_WITNESSES) throw new Error(`at most ${MAX_WITNESSES} witnesses per heartbeat`);
+  const body = Buffer.alloc(state.length + witnesses.length * WITNESS_BYTES + 1);
+  let at = state.copy(body, 0);
+  for (const witness of witnesses) {
+    if (witness.id.length !== WITNESS_ID_BYTES) throw new Error(`a witness id is ${WITNESS_ID_BYTES} bytes`);
+    at += witness.id.copy(body, at);
+    at = body.writeUInt16BE(Math.max(0, Math.min(MAX_WITNESS_AGE_MS, Math.round(witness.ageMs))), at);
+  }
+  body.writeUInt8(witnesses.length, at);
+  return body;
+}
+
+/** A whole heartbeat body: the state, then the witnesses. */
+export function encodeHeartbeat(beat: Heartbeat, witnesses: readonly Witness[] = []): Buffer {
+  return withWitnesses(encodeHeartbeatState(beat), witnesses);
+}
+
+/** Cuts a heartbeat body into its state (for decodeHeartbeat) and its witnesses (views into the body). */
+export function splitHeartbeat(body: Buffer): { state: Buffer; witnesses: Witness[] } | DropReason {
+  if (body.length < HEARTBEAT_FIXED_BYTES + 1) return 'malformed';
+  const count = body.readUInt8(body.length - 1);
+  const stateLength = body.length - 1 - count * WITNESS_BYTES;
+  if (stateLength < HEARTBEAT_FIXED_BYTES) return 'malformed';
+  const witnesses: Witness[] = [];
+  for (let at = stateLength; at < body.length - 1; at += WITNESS_BYTES) {
+    witnesses.push({ id: body.subarray(at, at + WITNESS_ID_BYTES), ageMs: body.readUInt16BE(at + WITNESS_ID_BYTES) });
+  }
+  return { state: body.subarray(0, stateLength), witnesses };
 }
 
 function paddingIsZero(bitmap: Buffer, count: number): boolean {

@@ -49,6 +49,12 @@ const OTHER_COUNTERS = [
   'neighbours_truncated',
   'held_undeclared',
   'stalls',
+  /**
+   * Times a live peer was silent here for longer than dead-after and not declared dead (once per
+   * silence): another peer still heard it (a witness), or the loss measured on its heartbeats
+   * made such a silence likely.
+   */
+  'silences_tolerated',
   'max_loop_lag_ms',
 ] as const;
 

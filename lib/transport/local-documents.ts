@@ -4,7 +4,7 @@
  * heartbeat body that names their digests and carries the held and unhealthy
  * VIPs as bitmaps over the declaration's sorted VIP list.
  */
-import { DocumentKind, MAX_DECLARED_VIPS, encodeHeartbeat } from './codec';
+import { DocumentKind, MAX_DECLARED_VIPS, encodeHeartbeatState } from './codec';
 import type { Counters } from './counters';
 import { OutgoingDocument } from './document-sync';
 import { encodeHoldings, encodeMoves, encodeNeighbours, type Move } from './documents';
@@ -66,7 +66,7 @@ export class LocalDocuments {
     const heldMap = this.localVips.toBitmap(held);
     if (heldMap.undeclared.length) this.counter.add('held_undeclared', heldMap.undeclared.length);
     const unhealthyMap = unhealthy === 'all' || unhealthy.size === 0 ? null : this.localVips.toBitmap(unhealthy).bitmap;
-    return encodeHeartbeat({
+    return encodeHeartbeatState({
       allUnhealthy: unhealthy === 'all',
       declarationDigest: this.declaration.digest,
       holdingsDigest: this.holdings.digest,

@@ -109,6 +109,13 @@ export interface PeerState {
   live: boolean;
   liveSince: number;
   lastHeard: number;
+  /**
+   * The share of its heartbeats this node reckons lost on the way here (0..1), and the silence
+   * after which it is declared dead: dead-after on a clean network, longer under loss (see
+   * loss-estimate.ts).
+   */
+  lossRate: number;
+  silenceLimitMs: number;
   complete: boolean;
   declaration: Buffer | null;
   /** SHA-256 of the declaration it announces (zero bytes before its first heartbeat). */

@@ -32,10 +32,14 @@ import {
   SHORT_DIGEST_BYTES,
   decodeChunk,
   decodeGoodbye,
-  decodeHeartbeat,
+  decodeHeartbeatState,
   decodeRequest,
   encodePacket,
+  headerBytes,
   readEnvelope,
+  splitHeartbeat,
+  withWitnesses,
+  witnessRoom,
   type Heartbeat,
 } from './codec';
 import { Counters, type DropReason } from './counters';
@@ -63,6 +67,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
 
   private readonly clusterBytes: Buffer;
   private readonly nodeBytes: Buffer;
+  /** Bytes of this node's packet header (the witnesses fill what a heartbeat leaves free). */
+  private readonly headerLength: number;
   private readonly auth: PacketAuthenticator;
   private readonly family: 4 | 6;
   private readonly destinations: Endpoint[];
@@ -112,6 +118,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     if (this.nodeBytes.length < 1 || this.nodeBytes.length > MAX_NAME_BYTES) {
       throw new Error(`mta-vip membership: node name must be 1..${MAX_NAME_BYTES} bytes of UTF-8`);
     }
+    this.headerLength = headerBytes(this.clusterBytes, this.nodeBytes);
     if (typeof options.vipsOf !== 'function') throw new Error('mta-vip membership: vipsOf(declaration) is required');
     this.node = options.node;
     this.family = familyOf(options.bind);
@@ -341,12 +348,16 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const now = this.now();
     switch (envelope.type) {
       case PacketType.Heartbeat: {
-        // Most heartbeats repeat the last one, which decoded fine: compare instead of decoding again.
-        const beat = record.lastBody !== null && record.lastBody.equals(envelope.body) ? record.beat : decodeHeartbeat(envelope.body);
+        const parts = splitHeartbeat(envelope.body);
+        if (typeof parts === 'string') return parts;
+        // Most heartbeats repeat the last state, which decoded fine: compare instead of decoding again.
+        const beat = record.lastBody !== null && record.lastBody.equals(parts.state) ? record.beat : decodeHeartbeatState(parts.state);
         if (typeof beat === 'string') return beat;
         if (record.leaving) return 'after_goodbye';
         record.replay.accept(envelope.sequence);
-        this.onHeartbeat(record, envelope.body, remote, now);
+        this.onHeartbeat(record, parts.state, remote, now);
+        // After onHeartbeat: a peer just come up vouches only from its next heartbeat on.
+        if (record.live) this.peerTable.vouch(record, parts.witnesses, now);
         return 'accepted';
       }
       case PacketType.Chunk: {
@@ -393,12 +404,12 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.counter.add('heartbeats_received');
     record.address = remote.address;
     record.port = remote.port;
-    record.lastHeard = now;
+    this.peerTable.heard(record, now);
     const changed = record.lastBody === null || !record.lastBody.equals(body);
     if (changed) {
       record.lastBody = Buffer.from(body);
       // Decoding our own copy cannot fail: the same bytes decoded a moment ago.
-      record.beat = decodeHeartbeat(record.lastBody) as Heartbeat;
+      record.beat = decodeHeartbeatState(record.lastBody) as Heartbeat;
       this.peerTable.refreshView(record);
     }
     if (!record.live) {
@@ -412,9 +423,12 @@ export class Membership extends EventEmitter<MembershipEvents> {
     if (changed) this.documents.requestMissing(record, now);
   }
 
+  /** The heartbeat: our state, and the peers we heard ourselves within dead-after (see PeerTable.expire). */
   private sendHeartbeat(): void {
     this.counter.add('heartbeats_sent');
-    this.send(PacketType.Heartbeat, this.local.heartbeat, this.destinations);
+    const state = this.local.heartbeat;
+    const witnesses = this.peerTable.witnesses(this.now(), witnessRoom(this.headerLength, state.length));
+    this.send(PacketType.Heartbeat, withWitnesses(state, witnesses), this.destinations);
   }
 
   /**

@@ -5,7 +5,8 @@
  * Membership feeds it decoded packets and the time; it answers with records
  * and the peers that went down.
  */
-import { DIGEST_BYTES, DocumentKind, MAX_DECLARED_VIPS, type Heartbeat } from './codec';
+import { LossEstimate, silenceLimitMs } from './loss-estimate';
+import { DIGEST_BYTES, DocumentKind, MAX_DECLARED_VIPS, witnessId, type Heartbeat, type Witness } from './codec';
 import type { Counters } from './counters';
 import { OutgoingDocument, type Reassembly } from './document-sync';
 import { decodeHoldings, decodeMoves, decodeNeighbours, type Move, type Neighbour } from './documents';
@@ -34,8 +35,28 @@ export interface PeerRecord {
   live: boolean;
   liveSince: number;
   lastHeard: number;
+  /**
+   * When its last heartbeat really arrived. lastHeard is moved on after this process stalls
+   * (forgiveStall), which must not make this node witness a peer it did not hear.
+   */
+  heardAt: number;
+  /**
+   * The latest moment another live peer heard this one's own heartbeat, by its witness (only
+   * ever later than lastHeard when our copy of a heartbeat was lost and theirs was not).
+   */
+  vouchedAt: number;
+  /** How much of its heartbeat stream is lost on the way here (stretches its silence limit). */
+  loss: LossEstimate;
+  /** The loss this node reckons with for it (its own stream's or all streams', the larger), 0..1; updated by expire. */
+  lossRate: number;
+  /** The silence after which it is declared dead here (dead-after, stretched by lossRate); updated by expire. */
+  silenceLimitMs: number;
+  /** This silence is already counted in `silences_tolerated`. */
+  vouchCounted: boolean;
+  /** How witnesses name this incarnation (witnessId as a latin1 string, a map key). */
+  witnessKey: string;
   leaving: boolean;
-  /** Copy of the last heartbeat body, to notice changes with one compare. */
+  /** Copy of the last heartbeat's state part, to notice changes with one compare. */
   lastBody: Buffer | null;
   beat: Heartbeat | null;
   /** The last two declarations received (a reload keeps the previous one until the new arrives). */
@@ -68,13 +89,35 @@ export interface PeerTableLimits {
   vipsOf: (declaration: Buffer) => string[];
 }
 
+/**
+ * How long witnesses may keep a peer live whose own heartbeats no longer reach this node,
+ * counted from its last one here, in silence limits (dead-after on a clean network). Past it the
+ * peer is dead here whatever others hear: a lasting one-way cut would otherwise keep a frozen
+ * copy of its state live forever (its releases and claims unseen), which the probe and the
+ * claim sniffer handle better.
+ */
+export const VOUCH_LIMIT_SILENCES = 4;
+
 export class PeerTable {
   private readonly records = new Map<string, PeerRecord>();
+  /** The same records by witnessKey. */
+  private readonly byWitness = new Map<string, PeerRecord>();
+  /**
+   * Loss over every peer's stream together. Loss that starts hits all of them (most often it is
+   * this node's own link), so a peer's limit stretches as soon as the node as a whole sees loss,
+   * before that one stream alone has shown enough of it: the first second of loss is when a
+   * per-peer estimate knows least. A crash on a clean network shows no loss anywhere.
+   */
+  private readonly anyLoss: LossEstimate;
+  /** When this process last stalled: heartbeats queued meanwhile arrive in a burst, which is no measure of loss. */
+  private stalledAt = -Infinity;
 
   constructor(
     private readonly limits: PeerTableLimits,
     private readonly counter: Counters,
-  ) {}
+  ) {
+    this.anyLoss = new LossEstimate(limits.heartbeatMs);
+  }
 
   get(node: string): PeerRecord | undefined {
     return this.records.get(node);
@@ -91,16 +134,21 @@ export class PeerTable {
   /** The record for a first packet from `node`, or null when the table is full of live peers. */
   add(node: string, incarnation: bigint, remote: { address: string; port: number }): PeerRecord | null {
     if (!this.makeRoom()) return null;
-    const record = newRecord(node, incarnation, remote);
+    const record = newRecord(node, incarnation, remote, this.limits);
     this.records.set(node, record);
+    this.byWitness.set(record.witnessKey, record);
     return record;
   }
 
   /** A higher incarnation: forget all state of the old one except its declarations (content-addressed). */
   restart(old: PeerRecord, incarnation: bigint, remote: { address: string; port: number }, now: number): PeerRecord {
     discardTransfers(old);
-    const record = newRecord(old.node, incarnation, remote);
+    const record = newRecord(old.node, incarnation, remote, this.limits);
     record.declarations = old.declarations;
+    // The path is the same: a restarted peer's heartbeats are as likely to be lost as before.
+    record.loss = old.loss;
+    this.byWitness.delete(old.witnessKey);
+    this.byWitness.set(record.witnessKey, record);
     if (old.live) {
       record.live = true;
       record.liveSince = now;
@@ -117,13 +165,63 @@ export class PeerTable {
    * heartbeat would otherwise make a 200 ms dead-after expire on the first tick).
    */
   forgiveStall(lagMs: number, now: number): void {
+    this.stalledAt = now;
     for (const record of this.records.values()) {
       if (!record.live) continue;
       record.lastHeard = lagMs > this.limits.deadAfterMs ? now : Math.min(now, record.lastHeard + lagMs);
     }
   }
 
-  /** Declares silent peers dead and drops stalled transfers; returns the peers that went down now. */
+  /**
+   * A heartbeat of `record`'s own arrived now. The gap since the one before measures loss only
+   * when it was shorter than dead-after: a longer silence was tolerated (witnesses, or a limit
+   * already stretched), and is as likely a one-way cut or a stalled peer as loss; counting it
+   * would stretch every limit after each such fault and slow the next real failover.
+   */
+  heard(record: PeerRecord, now: number): void {
+    const gap = now - record.heardAt;
+    if (record.live && record.heardAt > this.stalledAt && gap <= this.limits.deadAfterMs + this.limits.heartbeatMs / 2) {
+      record.loss.heard(now, gap);
+      this.anyLoss.heard(now, gap);
+    }
+    record.heardAt = now;
+    record.lastHeard = now;
+  }
+
+  /**
+   * `from`'s heartbeat says it heard these peers' own heartbeats so long ago. Only live peers
+   * gain (a witness never revives one declared dead: only its own heartbeat does), and only what
+   * `from` heard itself counts, never what it was told, so a dead node's witnesses fade with its
+   * last real heartbeat: a crash is declared at the same moment as without witnesses.
+   */
+  vouch(from: PeerRecord, witnesses: readonly Witness[], now: number): void {
+    for (const witness of witnesses) {
+      const record = this.byWitness.get(witness.id.toString('latin1'));
+      if (!record || record === from || !record.live || record.leaving) continue;
+      const at = now - witness.ageMs;
+      if (at > record.vouchedAt) record.vouchedAt = at;
+    }
+  }
+
+  /** The live peers whose own heartbeat this node heard within dead-after; the freshest `room` of them when they do not all fit. */
+  witnesses(now: number, room: number): Witness[] {
+    const heard: Array<{ record: PeerRecord; ageMs: number }> = [];
+    for (const record of this.records.values()) {
+      const ageMs = now - record.heardAt;
+      if (record.live && !record.leaving && ageMs <= this.limits.deadAfterMs) heard.push({ record, ageMs });
+    }
+    if (heard.length > room) heard.sort((a, b) => a.ageMs - b.ageMs).length = room;
+    return heard.map(({ record, ageMs }) => ({ id: Buffer.from(record.witnessKey, 'latin1'), ageMs }));
+  }
+
+  /**
+   * Declares silent peers dead and drops stalled transfers; returns the peers that went down now.
+   * Silent means: no heartbeat of its own, and none that a live peer heard, within its silence
+   * limit (dead-after, stretched by the loss measured on its stream: see loss-estimate.ts); or
+   * witnesses alone have kept it live for VOUCH_LIMIT_SILENCES limits. Random loss then has to
+   * take a peer's heartbeats to every node at once, for longer than loss here makes likely,
+   * before anyone calls it dead; a crash is declared one limit after its last heartbeat anywhere.
+   */
   expire(now: number): PeerRecord[] {
     const down: PeerRecord[] = [];
     for (const record of this.records.values()) {
@@ -134,10 +232,22 @@ export class PeerTable {
           this.counter.add('reassembly_timeouts');
         }
       }
-      if (record.live && now - record.lastHeard > this.limits.deadAfterMs) {
-        record.live = false;
-        down.push(record);
+      if (!record.live) continue;
+      record.lossRate = Math.max(record.loss.rate(), this.anyLoss.rate());
+      record.silenceLimitMs = silenceLimitMs(record.lossRate, this.limits.heartbeatMs, this.limits.deadAfterMs);
+      if (now - record.lastHeard <= this.limits.deadAfterMs) {
+        record.vouchCounted = false;
+        continue;
       }
+      const limit = record.silenceLimitMs;
+      const evidence = Math.max(record.lastHeard, record.vouchedAt);
+      if (now - evidence <= limit && now - record.lastHeard <= VOUCH_LIMIT_SILENCES * limit) {
+        if (!record.vouchCounted) this.counter.add('silences_tolerated');
+        record.vouchCounted = true;
+        continue;
+      }
+      record.live = false;
+      down.push(record);
     }
     return down;
   }
@@ -232,6 +342,7 @@ export class PeerTable {
     if (!oldest) return false;
     discardTransfers(oldest);
     this.records.delete(oldest.node);
+    this.byWitness.delete(oldest.witnessKey);
     this.counter.add('peers_evicted');
     return true;
   }
@@ -254,6 +365,8 @@ export function viewOf(record: PeerRecord): PeerState {
     live: record.live,
     liveSince: record.liveSince,
     lastHeard: record.lastHeard,
+    lossRate: record.lossRate,
+    silenceLimitMs: record.silenceLimitMs,
     leaving: record.leaving,
   };
 }
@@ -270,7 +383,7 @@ export function prefixEquals(full: Buffer, prefix: Buffer): boolean {
   return full.subarray(0, prefix.length).equals(prefix);
 }
 
-function newRecord(node: string, incarnation: bigint, remote: { address: string; port: number }): PeerRecord {
+function newRecord(node: string, incarnation: bigint, remote: { address: string; port: number }, limits: Pick<PeerTableLimits, 'heartbeatMs' | 'deadAfterMs'>): PeerRecord {
   return {
     node,
     incarnation,
@@ -280,6 +393,13 @@ function newRecord(node: string, incarnation: bigint, remote: { address: string;
     live: false,
     liveSince: 0,
     lastHeard: 0,
+    heardAt: -Infinity,
+    vouchedAt: -Infinity,
+    loss: new LossEstimate(limits.heartbeatMs),
+    lossRate: 0,
+    silenceLimitMs: limits.deadAfterMs,
+    vouchCounted: false,
+    witnessKey: witnessId(node, incarnation).toString('latin1'),
     leaving: false,
     lastBody: null,
     beat: null,
@@ -299,6 +419,8 @@ function newRecord(node: string, incarnation: bigint, remote: { address: string;
       live: false,
       liveSince: 0,
       lastHeard: 0,
+      lossRate: 0,
+      silenceLimitMs: limits.deadAfterMs,
       complete: false,
       declaration: null,
       digest: ZERO_DIGEST,

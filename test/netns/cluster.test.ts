@@ -492,7 +492,7 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
     }
   });
 
-  test('30 % random loss both ways on every node at default timers: no two holders of an IPv4 VIP past one heartbeat + announcement; IPv6 duals and holder changes reported', async () => {
+  test('30 % random loss both ways on every node at default timers: no two holders of any VIP (IPv4 or IPv6) past one heartbeat + announcement; holder changes reported', async () => {
     cluster = new Cluster(lab);
     await Promise.all(NODES.map((n) => cluster.start(n, configFor(lab, n, DEFAULT_VIPS))));
     const ips = DEFAULT_VIPS.map((v) => v.ip);
@@ -505,18 +505,26 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
     try {
       for (const n of NODES) await lab.loss(n, 30);
       await new Promise((resolve) => setTimeout(resolve, LOSS_MS));
+      // The loss is measured where it happens: about half of each peer's heartbeats, and a
+      // silence limit stretched past dead-after accordingly.
+      const measured = (await cluster.status('n1')).peers.map((p: any) => ({ node: p.node, lossPercent: p.lossPercent, silenceLimitMs: p.silenceLimitMs }));
       for (const n of NODES) await lab.clearFaults(n);
+      process.stdout.write(`# measured on n1 under loss: ${JSON.stringify(measured)}\n`);
+      assert.equal(measured.length, 2);
+      assert.ok(measured.every((p: any) => p.lossPercent >= 25 && p.lossPercent <= 80 && p.silenceLimitMs > 200), JSON.stringify(measured));
       await settledHolders(lab, ips, NODES, 15_000);
       // heartbeat (50 ms) + one announcement round (100 ms)
       const bound = 150;
       const duals = ips.flatMap((ip) => monitor.duals(ip).map((d) => ({ ip, ...d })));
       const changes = ips.map((ip) => monitor.events.filter((e) => e.ip === ip && e.added).length);
       process.stdout.write(`# 30 % loss for ${LOSS_MS} ms: ${changes.reduce((a, b) => a + b, 0)} acquisitions, duals ${JSON.stringify(duals.map((d) => [d.ip, d.ms]))}\n`);
-      // IPv4: ARP is not IP, so the loss spares the probe and a live holder always answers it.
-      // IPv6 is a known limit: the loss takes neighbour discovery too, a DAD probe or its answer
-      // is lost about half the time, and then two nodes hold the VIP until the clash is heard
-      // (up to ~600 ms seen); it is reported here, and in the README, not asserted.
-      assert.deepEqual(duals.filter((d) => d.ms > bound && !d.ip.includes(':')), [], `two holders of an IPv4 VIP past ${bound} ms under loss`);
+      // Loss this heavy (51 % end to end) used to make nodes declare live peers dead every few
+      // seconds; for IPv6 the takeover's probe is lost too (neighbour discovery is IP), so each
+      // false peer-down of a holder left two holders for up to 1.4 s. Witnesses and the
+      // loss-stretched silence limit (loss-estimate.ts) keep live peers live; a peer-down at the
+      // onset of loss stays possible (nothing had been lost yet), so holder changes are reported,
+      // and the guarantee asserted is the one for every family: no lasting dual holder.
+      assert.deepEqual(duals.filter((d) => d.ms > bound), [], `two holders of a VIP past ${bound} ms under loss`);
       const status = await cluster.status('n1');
       assert.equal(typeof status.vips[0].epoch, 'number');
     } finally {
@@ -640,6 +648,8 @@ describe('cluster runtime: three nodes in namespaces', { skip: labSkipReason() }
     const metrics = await lab.exec(target, [process.execPath, '-e', "fetch('http://127.0.0.1:7980/metrics').then(r=>r.text()).then(t=>process.stdout.write(t))"]);
     assert.match(metrics.stdout, new RegExp(`mta_vip_vip_owned\\{node="${target}",vip="${vip4(4).replace(/\./g, '\\.')}"\\} 1`));
     assert.match(metrics.stdout, /mta_vip_acquisitions_total\{node="[^"]+"\} [1-9]/);
+    // A clean network: every peer's silence limit is dead-after (0.2 s).
+    assert.match(metrics.stdout, /mta_vip_peer_silence_limit_seconds\{node="[^"]+",peer="n\d"\} 0\.2\n/);
     // A move to a node that does not declare the VIP is refused with the reason.
     const refused = await lab.exec(issuer, [process.execPath, cli, 'move', vip4(4), 'nobody'], { allowFailure: true });
     assert.notEqual(refused.code, 0);

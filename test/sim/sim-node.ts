@@ -30,6 +30,8 @@ export interface NodeObserver {
   afterReady(node: SimNode, effects: Effect[], events: EngineEvent[]): void;
   /** The node adds a VIP's address (to check nobody alive has it). */
   beforeAdd(node: SimNode, ip: string): void;
+  /** The node's membership declared a peer down (a false one under loss is a flap). */
+  peerDown?(node: SimNode, peer: string): void;
 }
 
 export const RETRY_UNHEALTHY_MS = 400;
@@ -129,7 +131,10 @@ export class SimNode implements NetHost, WireHost {
     this.declarationBytes = bytes;
     const peers = (change?: Extract<EngineInput, { type: 'peers' }>['change']): void => this.step({ type: 'peers', now: 0, peers: membership.peers(), ...(change ? { change } : {}) });
     membership.on('peer-up', (p: PeerState) => peers({ kind: 'up', node: p.node, address: p.address }));
-    membership.on('peer-down', (p: PeerState, reason: string) => peers({ kind: 'down', node: p.node, address: p.address, reason }));
+    membership.on('peer-down', (p: PeerState, reason: string) => {
+      this.observer.peerDown?.(this, p.node);
+      peers({ kind: 'down', node: p.node, address: p.address, reason });
+    });
     membership.on('peer-restart', (p: PeerState) => peers({ kind: 'restart', node: p.node }));
     membership.on('change', (p: PeerState) => peers({ kind: 'change', node: p.node }));
     membership.on('neighbours', () => peers());

@@ -17,7 +17,9 @@
  *   has heard for it.
  * - no orphan: on a clean network a VIP with a running, settled, healthy
  *   declarer is served within ORPHAN_BOUND_MS (700 ms), whatever its holder
- *   went through (crash, stall, leave, link down).
+ *   went through (crash, stall, leave, link down); plus the stretch of the
+ *   silence limit that loss measured shortly before still earns (at most
+ *   7 dead-afters).
  * - no steal: a node never adds a VIP's address while another host whose
  *   process lives has it, even when it cannot hear that peer (a deaf node).
  * - a node only holds what it declares; a BROKEN VIP is held by nobody (once
@@ -63,6 +65,10 @@ export interface SimOptions {
   trace?: (line: string) => void;
   /** Hears each stretch a VIP went unserved while a healthy declarer ran, when it ends (ms). */
   orphan?: (ip: string, ms: number, at: number) => void;
+  /** Simulated time to run to (ms; END_MS unless set: longer runs for long faults). */
+  endMs?: number;
+  /** Hears each peer-down a node's membership declares. */
+  peerDown?: (node: string, peer: string, at: number) => void;
 }
 
 export async function simulate(schedule: Schedule, options: SimOptions = {}): Promise<SimResult> {
@@ -80,6 +86,7 @@ export async function simulate(schedule: Schedule, options: SimOptions = {}): Pr
   const brokenSince = new Map<string, number>();
   const badSince = new Map<string, number>();
   const orphanSince = new Map<string, number>();
+  const orphanStretch = new Map<string, number>();
   let cleanSince = 0;
 
   const observer: NodeObserver = {
@@ -92,6 +99,9 @@ export async function simulate(schedule: Schedule, options: SimOptions = {}): Pr
       checkEpochs(node, effects);
       checkBindings(node);
       checkWire();
+    },
+    peerDown(node, peer) {
+      options.peerDown?.(node.name, peer, sched.now);
     },
     beforeAdd(node, ip) {
       // No steal: a node never adds an address another live process's host has (it may not
@@ -190,11 +200,17 @@ export async function simulate(schedule: Schedule, options: SimOptions = {}): Pr
         const since = orphanSince.get(vip.ip);
         if (since !== undefined && options.orphan) options.orphan(vip.ip, Math.round((t - since) * 10) / 10, Math.round(since * 10) / 10);
         orphanSince.delete(vip.ip);
+        orphanStretch.delete(vip.ip);
         continue;
       }
       const since = orphanSince.get(vip.ip) ?? t;
       orphanSince.set(vip.ip, since);
-      if (t - since > ORPHAN_BOUND_MS) {
+      // Detection takes longer under loss, by design (loss-estimate.ts), and the estimates fade
+      // only seconds after the network is clean again: the bound grows by the longest stretch of
+      // a silence limit a candidate has reckoned with during this orphan.
+      const stretch = Math.max(orphanStretch.get(vip.ip) ?? 0, ...candidates.flatMap((c) => (c.membership?.peers() ?? []).map((p) => p.silenceLimitMs - DEAD_AFTER_MS)));
+      orphanStretch.set(vip.ip, stretch);
+      if (t - since > ORPHAN_BOUND_MS + stretch) {
         violate('no orphan', `${vip.ip} served by no running node for ${Math.round(t - since)} ms while ${candidates.map((c) => c.name).join(', ')} could`);
         orphanSince.set(vip.ip, t);
       }
@@ -336,10 +352,11 @@ export async function simulate(schedule: Schedule, options: SimOptions = {}): Pr
   }
   pending.sort((a, b) => a.at - b.at);
   // The guardians look every 5 ms.
-  for (let t = 0; t <= END_MS; t += 5) pending.push({ at: t, run: () => byName.forEach((n) => n.guard()) });
+  const endMs = options.endMs ?? END_MS;
+  for (let t = 0; t <= endMs; t += 5) pending.push({ at: t, run: () => byName.forEach((n) => n.guard()) });
   // Liveness is looked at every 50 ms of virtual time.
-  for (let t = 0; t <= END_MS; t += 50) pending.push({ at: t, run: checkLiveness });
-  for (let t = 0; t <= END_MS; t += 10) pending.push({ at: t, run: checkOrphans });
+  for (let t = 0; t <= endMs; t += 50) pending.push({ at: t, run: checkLiveness });
+  for (let t = 0; t <= endMs; t += 10) pending.push({ at: t, run: checkOrphans });
   pending.sort((a, b) => a.at - b.at);
 
   for (const item of pending) {
@@ -350,6 +367,6 @@ export async function simulate(schedule: Schedule, options: SimOptions = {}): Pr
     await item.run();
     checkWire();
   }
-  while (sched.runOne(END_MS)) if (violations.length >= 20) break;
+  while (sched.runOne(endMs)) if (violations.length >= 20) break;
   return { seed: schedule.seed, steps: sched.steps, violations, packets: { delivered: net.delivered, dropped: net.dropped } };
 }

@@ -8,7 +8,14 @@ import {
   MAX_PACKET_BYTES,
   PacketType,
   decodeChunk,
-  decodeHeartbeat,
+  decodeHeartbeatState,
+  encodeHeartbeatState,
+  headerBytes,
+  splitHeartbeat,
+  withWitnesses,
+  witnessId,
+  witnessRoom,
+  WITNESS_ID_BYTES,
   decodeRequest,
   encodeChunk,
   encodeHeartbeat,
@@ -66,11 +73,11 @@ test('a packet round-trips through the envelope and verifies; any flipped bit fa
   assert.equal(new PacketAuthenticator('another secret of 16+ bytes').verify(packet), false);
 });
 
-test('heartbeat with 4,096 declared VIPs, all held and some unhealthy, stays under 1,400 bytes', () => {
+test('heartbeat with 4,096 declared VIPs, all held and some unhealthy, stays under 1,400 bytes and leaves room for 23 witnesses', () => {
   const vips = new VipList(manyVips());
   const held = vips.toBitmap(vips.ips).bitmap;
   const unhealthy = vips.toBitmap(vips.ips.filter((_, i) => i % 7 === 0)).bitmap;
-  const body = encodeHeartbeat({
+  const body = encodeHeartbeatState({
     allUnhealthy: false,
     declarationDigest: Buffer.alloc(32, 1),
     holdingsDigest: Buffer.alloc(8, 2),
@@ -81,9 +88,17 @@ test('heartbeat with 4,096 declared VIPs, all held and some unhealthy, stays und
     unhealthy,
   });
   // Longest names allowed: the worst case.
-  const packet = encodePacket(PacketType.Heartbeat, Buffer.alloc(64, 0x61), Buffer.alloc(64, 0x62), 1n, 1, body);
+  const cluster = Buffer.alloc(64, 0x61);
+  const node = Buffer.alloc(64, 0x62);
+  const packet = encodePacket(PacketType.Heartbeat, cluster, node, 1n, 1, withWitnesses(body, []));
   assert.ok(packet.length < 1400, `heartbeat is ${packet.length} bytes`);
-  const beat = decodeHeartbeat(body);
+  const room = witnessRoom(headerBytes(cluster, node), body.length);
+  assert.equal(room, 23);
+  const witnesses = Array.from({ length: room }, (_, i) => ({ id: witnessId(`n${i}`, 1n), ageMs: i }));
+  const full = encodePacket(PacketType.Heartbeat, cluster, node, 1n, 1, withWitnesses(body, witnesses));
+  assert.ok(full.length <= MAX_PACKET_BYTES, `heartbeat with ${room} witnesses is ${full.length} bytes`);
+  assert.throws(() => encodePacket(PacketType.Heartbeat, cluster, node, 1n, 1, withWitnesses(body, [...witnesses, ...witnesses.slice(0, 1)])), /exceeds/);
+  const beat = decodeHeartbeatState(body);
   assert.ok(typeof beat !== 'string');
   assert.equal(beat.vipCount, 4096);
   assert.ok(beat.movesDigest.equals(Buffer.alloc(8, 4)));
@@ -94,16 +109,39 @@ test('heartbeat with 4,096 declared VIPs, all held and some unhealthy, stays und
 
 test('heartbeat decoder rejects wrong lengths, unknown flags and non-zero padding', () => {
   const vips = new VipList(['198.18.0.1', '198.18.0.2', '198.18.0.3']);
-  const good = encodeHeartbeat({ allUnhealthy: false, declarationDigest: Buffer.alloc(32), holdingsDigest: Buffer.alloc(8), neighboursDigest: Buffer.alloc(8), movesDigest: Buffer.alloc(8), vipCount: 3, held: vips.toBitmap(['198.18.0.2']).bitmap, unhealthy: null });
-  assert.ok(typeof decodeHeartbeat(good) !== 'string');
-  assert.equal(decodeHeartbeat(good.subarray(0, good.length - 1)), 'malformed');
-  assert.equal(decodeHeartbeat(Buffer.concat([good, Buffer.alloc(1)])), 'malformed');
+  const good = encodeHeartbeatState({ allUnhealthy: false, declarationDigest: Buffer.alloc(32), holdingsDigest: Buffer.alloc(8), neighboursDigest: Buffer.alloc(8), movesDigest: Buffer.alloc(8), vipCount: 3, held: vips.toBitmap(['198.18.0.2']).bitmap, unhealthy: null });
+  assert.ok(typeof decodeHeartbeatState(good) !== 'string');
+  assert.equal(decodeHeartbeatState(good.subarray(0, good.length - 1)), 'malformed');
+  assert.equal(decodeHeartbeatState(Buffer.concat([good, Buffer.alloc(1)])), 'malformed');
   const flags = Buffer.from(good);
   flags[0] = 0x80;
-  assert.equal(decodeHeartbeat(flags), 'malformed');
+  assert.equal(decodeHeartbeatState(flags), 'malformed');
   const padding = Buffer.from(good);
   padding[padding.length - 1] = (padding[padding.length - 1] ?? 0) | 1;
-  assert.equal(decodeHeartbeat(padding), 'malformed');
+  assert.equal(decodeHeartbeatState(padding), 'malformed');
+});
+
+test('witnesses ride after the state, with the count last: the state cuts off unchanged whatever the ages', () => {
+  const vips = new VipList(['198.18.0.1', '198.18.0.2']);
+  const state = encodeHeartbeatState({ allUnhealthy: false, declarationDigest: Buffer.alloc(32), holdingsDigest: Buffer.alloc(8), neighboursDigest: Buffer.alloc(8), movesDigest: Buffer.alloc(8), vipCount: 2, held: vips.toBitmap(['198.18.0.2']).bitmap, unhealthy: null });
+  const a = witnessId('n1', 7n);
+  const b = witnessId('n2', 7n);
+  assert.equal(a.length, WITNESS_ID_BYTES);
+  assert.ok(!a.equals(witnessId('n1', 8n)), 'another incarnation is another id');
+  assert.ok(a.equals(witnessId('n1', 7n)), 'the same on every node');
+  for (const ages of [[0, 12], [199, 70_000]]) {
+    const split = splitHeartbeat(withWitnesses(state, [{ id: a, ageMs: ages[0] as number }, { id: b, ageMs: ages[1] as number }]));
+    assert.ok(typeof split !== 'string');
+    assert.ok(split.state.equals(state));
+    assert.deepEqual(split.witnesses.map((w) => [w.id.toString('hex'), w.ageMs]), [[a.toString('hex'), ages[0]], [b.toString('hex'), Math.min(ages[1] as number, 0xffff)]]);
+  }
+  const none = splitHeartbeat(encodeHeartbeat({ allUnhealthy: false, declarationDigest: Buffer.alloc(32), holdingsDigest: Buffer.alloc(8), neighboursDigest: Buffer.alloc(8), movesDigest: Buffer.alloc(8), vipCount: 2, held: vips.toBitmap([]).bitmap, unhealthy: null }));
+  assert.ok(typeof none !== 'string' && none.witnesses.length === 0);
+  // A count that claims more witnesses than the body has room for, or no count at all.
+  const lying = withWitnesses(state, []);
+  lying[lying.length - 1] = 200;
+  assert.equal(splitHeartbeat(lying), 'malformed');
+  assert.equal(splitHeartbeat(state.subarray(0, 10)), 'malformed');
 });
 
 test('a declaration of 4,096 VIPs travels in chunks and reassembles to the same bytes and digest', () => {
