@@ -290,6 +290,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
       `${i.ip} ${i.ms} ms from +${i.fromMs - fromMs} ms on ${i.hosts.join('+') || 'nobody'} (faults ${i.faults.map((n) => `#${n} ${applied[n]?.kind}`).join(', ') || 'none'})`;
     for (const d of report.dualConnected.overBound) violations.push(`dual holder between connected nodes: ${describe(d)}`);
     for (const o of report.orphan.overBound) violations.push(`orphan: ${describe(o)}`);
+    for (const o of report.orphanUnderLoss.overBound) violations.push(`orphan under loss: ${describe(o)}`);
     const lost = mail.accepted - mail.delivered;
     if (lost) violations.push(`${lost} accepted messages never reached the sink`);
     if (mail.wrongIp) violations.push(`${mail.wrongIp} messages left from a wrong IP`);
@@ -342,6 +343,7 @@ export function chaosTable(s: ChaosSummary): string {
       ['dual holders across a cut: count / longest / total', `${r.dualPartitioned.count} / ${r.dualPartitioned.longestMs} ms / ${r.dualPartitioned.totalMs} ms`],
       ['  longest dual after the merge', `${r.dualPartitioned.longestAfterMergeMs} ms`],
       ['orphans with a healthy declarer: count / longest / total', `${r.orphan.count} / ${r.orphan.longestMs} ms / ${r.orphan.totalMs} ms (bound ${r.bounds.orphanMs} ms)`],
+      ['  begun under loss (or < its fade after): count / longest / total', `${r.orphanUnderLoss.count} / ${r.orphanUnderLoss.longestMs} ms / ${r.orphanUnderLoss.totalMs} ms (bound ${r.bounds.orphanUnderLossMs} ms)`],
       ['holder changes / false failovers', `${r.holderChanges} / ${r.falseFailovers}`],
       ['mail accepted / delivered / lost', `${s.mail.accepted} / ${s.mail.delivered} / ${s.mail.accepted - s.mail.delivered}`],
       ['mail duplicated (at a kill / otherwise)', `${s.mail.duplicatedAtKill} / ${s.mail.duplicated}`],

@@ -9,6 +9,7 @@
  * Pure: the same inputs give the same report, so it is unit-tested on
  * hand-made timelines. Time is walked in steps of `stepMs`.
  */
+import { MAX_LOSS_DEAD_AFTERS, lossFadeMs } from '../../lib/transport/loss-estimate';
 import type { FaultKind } from './chaos-plan';
 
 export interface AddressChange {
@@ -59,9 +60,16 @@ export interface ChaosReport {
   dualConnected: { count: number; longestMs: number; totalMs: number; overBound: Interval[] };
   dualPartitioned: { count: number; longestMs: number; totalMs: number; longestAfterMergeMs: number };
   orphan: { count: number; longestMs: number; totalMs: number; overBound: Interval[] };
+  /**
+   * Orphans begun while random loss was on, or had ended less than lossFadeMs ago: detection
+   * waits out the silence limit that the measured loss earns (at most MAX_LOSS_DEAD_AFTERS
+   * dead-afters, loss-estimate.ts), so they have their own bound. Kept apart from `orphan`,
+   * whose bound is the clean network's.
+   */
+  orphanUnderLoss: { count: number; longestMs: number; totalMs: number; overBound: Interval[] };
   holderChanges: number;
   falseFailovers: number;
-  bounds: { dualMs: number; orphanMs: number };
+  bounds: { dualMs: number; orphanMs: number; orphanUnderLossMs: number };
 }
 
 const STOPPING: ReadonlySet<FaultKind> = new Set(['kill', 'term', 'stop', 'link', 'broken']);
@@ -85,7 +93,8 @@ function activeAt(faults: readonly AppliedFault[], slack: number): (at: number) 
 export function analyseChaos(t: ChaosTimeline): ChaosReport {
   const step = t.stepMs ?? 5;
   const grace = 2 * t.deadAfterMs;
-  const bounds = { dualMs: t.heartbeatMs + t.announceMs, orphanMs: t.deadAfterMs + t.acquisitionMs };
+  const bounds = { dualMs: t.heartbeatMs + t.announceMs, orphanMs: t.deadAfterMs + t.acquisitionMs, orphanUnderLossMs: MAX_LOSS_DEAD_AFTERS * t.deadAfterMs + t.acquisitionMs };
+  const lossFade = lossFadeMs(t.heartbeatMs);
   /** The two cannot hear each other at L2 under `current` faults: a cut between them, or a link down. */
   const separated = (a: string, b: string, current: AppliedFault[]): boolean =>
     current.some((f) => (f.kind === 'partition' && (f.side ?? []).includes(a) !== (f.side ?? []).includes(b)) || (f.kind === 'link' && (f.node === a || f.node === b)));
@@ -104,6 +113,7 @@ export function analyseChaos(t: ChaosTimeline): ChaosReport {
     dualConnected: { count: 0, longestMs: 0, totalMs: 0, overBound: [] },
     dualPartitioned: { count: 0, longestMs: 0, totalMs: 0, longestAfterMergeMs: 0 },
     orphan: { count: 0, longestMs: 0, totalMs: 0, overBound: [] },
+    orphanUnderLoss: { count: 0, longestMs: 0, totalMs: 0, overBound: [] },
     holderChanges: 0,
     falseFailovers: 0,
     bounds,
@@ -145,10 +155,13 @@ export function analyseChaos(t: ChaosTimeline): ChaosReport {
       if (!orphan) return;
       if (orphan.blamedFrom !== null) {
         const ms = at - orphan.blamedFrom;
-        report.orphan.count++;
-        report.orphan.totalMs += ms;
-        report.orphan.longestMs = Math.max(report.orphan.longestMs, ms);
-        if (ms > bounds.orphanMs) report.orphan.overBound.push({ ip: vip.ip, fromMs: orphan.blamedFrom, ms, hosts: [], faults: orphan.faults });
+        const from = orphan.blamedFrom;
+        const underLoss = t.faults.some((f) => f.kind === 'loss' && f.fromMs <= from && from < f.toMs + lossFade);
+        const stats = underLoss ? report.orphanUnderLoss : report.orphan;
+        stats.count++;
+        stats.totalMs += ms;
+        stats.longestMs = Math.max(stats.longestMs, ms);
+        if (ms > (underLoss ? bounds.orphanUnderLossMs : bounds.orphanMs)) stats.overBound.push({ ip: vip.ip, fromMs: from, ms, hosts: [], faults: orphan.faults });
       }
       orphan = null;
     };

@@ -71,6 +71,23 @@ describe('chaos analysis', () => {
     }
   });
 
+  test('an orphan begun under loss, or less than its fade after, has the bound of the silence limit loss earns; one begun later the clean bound', () => {
+    // Loss on n2 from 500 to 2000; n1 killed at 1000 and at 9000 (a second life from 3000).
+    const loss: AppliedFault = { index: 0, kind: 'loss', node: 'n2', fromMs: 500, toMs: 2000 };
+    const kill: AppliedFault = { index: 1, kind: 'kill', node: 'n1', fromMs: 1000, toMs: 3000 };
+    const during = analyseChaos(timeline([[0, 'n1', true], [1000, 'n1', false], [1900, 'n3', true]], [loss, kill]));
+    assert.equal(during.orphan.count, 0);
+    assert.equal(during.orphanUnderLoss.count, 1);
+    assert.equal(during.orphanUnderLoss.longestMs, 900);
+    assert.equal(during.orphanUnderLoss.overBound.length, 0, `bound ${during.bounds.orphanUnderLossMs}`);
+    const tooSlow = analyseChaos(timeline([[0, 'n1', true], [1000, 'n1', false], [2800, 'n3', true]], [loss, kill]));
+    assert.deepEqual(tooSlow.orphanUnderLoss.overBound.map((o) => o.ms), [1800]);
+    // Long after the loss ended the clean bound applies again.
+    const t = timeline([[0, 'n1', true], [9000, 'n1', false], [9600, 'n3', true]], [loss, { ...kill, fromMs: 9000, toMs: 9900 }]);
+    t.toMs = 12_000;
+    assert.deepEqual(analyseChaos(t).orphan.overBound.map((o) => o.ms), [600]);
+  });
+
   test('a dual that began across a partition is not a violation; its tail after the merge is measured', () => {
     const cut: AppliedFault = { index: 0, kind: 'partition', node: 'n1', side: ['n1'], fromMs: 500, toMs: 2000 };
     const r = analyseChaos(timeline([[0, 'n1', true], [800, 'n2', true], [2300, 'n1', false]], [cut]));
